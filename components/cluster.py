@@ -1,0 +1,285 @@
+"""Regional, private GKE Standard cluster for inference, with a least-privilege system node pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_gcp as gcp
+import yaml
+
+from infra.config import ClusterConfig, ObservabilityConfig, ProtectionConfig
+
+NODE_SA_ROLES = ("roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader")
+"""CIS GKE 5.2.1: nodes run as a dedicated account holding only GKE's node role and image pulls."""
+
+
+@dataclass(frozen=True)
+class AcceleratorLimit:
+    """Node auto-provisioning ceiling for one accelerator type, derived from the pools."""
+
+    resource_type: str
+    maximum: int
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    project: str
+    region: str
+    prefix: str
+    """Physical-name prefix: the cluster is named after it."""
+    network: pulumi.Input[str]
+    subnetwork: pulumi.Input[str]
+    pods_range_name: str
+    services_range_name: str
+    master_cidr: str
+    config: ClusterConfig
+    observability: ObservabilityConfig
+    protection: ProtectionConfig
+    has_gpu_pools: bool = False
+    accelerator_limits: tuple[AcceleratorLimit, ...] = field(default=())
+
+
+class Cluster(pulumi.ComponentResource):
+    """Private nodes, Workload Identity, Dataplane V2, shielded nodes, release channel + maintenance
+    window, Gateway API, GCS FUSE / PD CSI, Managed Prometheus, image streaming, cost allocation,
+    NAP with accelerator limits, HPA profile PERFORMANCE, optional KMS secrets encryption."""
+
+    name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    node_service_account: pulumi.Output[str]
+    workload_pool: str
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:cluster:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cfg = args.config
+        self.workload_pool = f"{args.project}.svc.id.goog"
+
+        node_sa = gcp.serviceaccount.Account(
+            f"{name}-nodes",
+            account_id=f"{args.prefix}-nodes"[:30],
+            display_name=f"GKE nodes of {args.prefix}",
+            project=args.project,
+            opts=child,
+        )
+        for role in NODE_SA_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-nodes-{role.split('/')[-1]}",
+                project=args.project,
+                role=role,
+                member=node_sa.email.apply(lambda e: f"serviceAccount:{e}"),
+                opts=child,
+            )
+
+        components = [
+            "SYSTEM_COMPONENTS",
+            "APISERVER",
+            "SCHEDULER",
+            "CONTROLLER_MANAGER",
+            "STORAGE",
+            "HPA",
+            "POD",
+            "DEPLOYMENT",
+            "STATEFULSET",
+        ]
+        if args.has_gpu_pools and args.observability.dcgm:
+            components.append("DCGM")
+        obs = args.observability
+
+        cluster = gcp.container.Cluster(
+            f"{name}-gke",
+            name=args.prefix,
+            project=args.project,
+            location=args.region,
+            network=args.network,
+            subnetwork=args.subnetwork,
+            networking_mode="VPC_NATIVE",
+            ip_allocation_policy=gcp.container.ClusterIpAllocationPolicyArgs(
+                cluster_secondary_range_name=args.pods_range_name,
+                services_secondary_range_name=args.services_range_name,
+            ),
+            remove_default_node_pool=True,
+            initial_node_count=1,
+            deletion_protection=args.protection.deletion_protection,
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=cfg.release_channel),
+            maintenance_policy=gcp.container.ClusterMaintenancePolicyArgs(
+                recurring_window=gcp.container.ClusterMaintenancePolicyRecurringWindowArgs(
+                    start_time=cfg.maintenance_window.start_time,
+                    end_time=cfg.maintenance_window.end_time,
+                    recurrence=cfg.maintenance_window.recurrence,
+                )
+            ),
+            private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
+                enable_private_nodes=True,
+                enable_private_endpoint=cfg.private_endpoint,
+                master_ipv4_cidr_block=args.master_cidr,
+            ),
+            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+                cidr_blocks=[
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(cidr_block=n.cidr, display_name=n.name)
+                    for n in cfg.authorized_networks
+                ],
+                gcp_public_cidrs_access_enabled=False,
+            ),
+            workload_identity_config=gcp.container.ClusterWorkloadIdentityConfigArgs(workload_pool=self.workload_pool),
+            datapath_provider="ADVANCED_DATAPATH",
+            enable_shielded_nodes=True,
+            enable_legacy_abac=False,
+            enable_intranode_visibility=True,
+            master_auth=gcp.container.ClusterMasterAuthArgs(
+                client_certificate_config=gcp.container.ClusterMasterAuthClientCertificateConfigArgs(
+                    issue_client_certificate=False
+                )
+            ),
+            security_posture_config=gcp.container.ClusterSecurityPostureConfigArgs(
+                mode="BASIC", vulnerability_mode="VULNERABILITY_BASIC"
+            ),
+            binary_authorization=gcp.container.ClusterBinaryAuthorizationArgs(evaluation_mode="PROJECT_SINGLETON_POLICY_ENFORCE"),
+            gateway_api_config=gcp.container.ClusterGatewayApiConfigArgs(channel=cfg.gateway_api_channel),
+            addons_config=gcp.container.ClusterAddonsConfigArgs(
+                http_load_balancing=gcp.container.ClusterAddonsConfigHttpLoadBalancingArgs(disabled=not cfg.http_load_balancing),
+                horizontal_pod_autoscaling=gcp.container.ClusterAddonsConfigHorizontalPodAutoscalingArgs(disabled=False),
+                gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
+                gce_persistent_disk_csi_driver_config=gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(
+                    enabled=True
+                ),
+            ),
+            monitoring_config=gcp.container.ClusterMonitoringConfigArgs(
+                enable_components=components,
+                managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(
+                    enabled=obs.managed_prometheus,
+                    auto_monitoring_config=gcp.container.ClusterMonitoringConfigManagedPrometheusAutoMonitoringConfigArgs(
+                        scope="ALL" if obs.auto_monitoring else "NONE"
+                    ),
+                ),
+            ),
+            logging_config=gcp.container.ClusterLoggingConfigArgs(enable_components=["SYSTEM_COMPONENTS", "WORKLOADS"]),
+            node_pool_defaults=gcp.container.ClusterNodePoolDefaultsArgs(
+                node_config_defaults=gcp.container.ClusterNodePoolDefaultsNodeConfigDefaultsArgs(
+                    gcfs_config=gcp.container.ClusterNodePoolDefaultsNodeConfigDefaultsGcfsConfigArgs(enabled=True),
+                    insecure_kubelet_readonly_port_enabled="FALSE",
+                )
+            ),
+            cost_management_config=gcp.container.ClusterCostManagementConfigArgs(enabled=True),
+            pod_autoscaling=gcp.container.ClusterPodAutoscalingArgs(hpa_profile=cfg.hpa_profile),
+            cluster_autoscaling=self._autoscaling(args, node_sa),
+            database_encryption=gcp.container.ClusterDatabaseEncryptionArgs(
+                state="ENCRYPTED" if cfg.secrets_encryption_key else "DECRYPTED",
+                key_name=cfg.secrets_encryption_key,
+            ),
+            resource_labels={"app": "gke-inference", "env-prefix": args.prefix},
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protection.protect,
+                # The default pool is removed right after creation; its node_config must not
+                # trigger replacement of the whole cluster (pulumi/pulumi#8991).
+                ignore_changes=["nodeConfig", "initialNodeCount"],
+            ),
+        )
+
+        gcp.container.NodePool(
+            f"{name}-system",
+            name="system",
+            project=args.project,
+            location=args.region,
+            cluster=cluster.name,
+            autoscaling=gcp.container.NodePoolAutoscalingArgs(
+                min_node_count=cfg.system_pool.min_nodes_per_zone,
+                max_node_count=cfg.system_pool.max_nodes_per_zone,
+                location_policy="BALANCED",
+            ),
+            initial_node_count=max(cfg.system_pool.min_nodes_per_zone, 1),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=cfg.auto_upgrade),
+            node_config=secure_node_config(node_sa.email, machine_type=cfg.system_pool.machine_type),
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+        )
+
+        self.name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.node_service_account = node_sa.email
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
+                lambda v: kubeconfig(str(v[0]), str(v[1]), str(v[2]))
+            )
+        )
+        self.register_outputs({"name": self.name, "endpoint": self.endpoint, "node_service_account": self.node_service_account})
+
+    @staticmethod
+    def _autoscaling(args: ClusterArgs, node_sa: gcp.serviceaccount.Account) -> gcp.container.ClusterClusterAutoscalingArgs:
+        nap = args.config.node_auto_provisioning
+        limits = [
+            gcp.container.ClusterClusterAutoscalingResourceLimitArgs(resource_type="cpu", minimum=0, maximum=nap.cpu_max),
+            gcp.container.ClusterClusterAutoscalingResourceLimitArgs(
+                resource_type="memory", minimum=0, maximum=nap.memory_max_gb
+            ),
+        ] + [
+            gcp.container.ClusterClusterAutoscalingResourceLimitArgs(
+                resource_type=limit.resource_type, minimum=0, maximum=limit.maximum
+            )
+            for limit in args.accelerator_limits
+        ]
+        return gcp.container.ClusterClusterAutoscalingArgs(
+            enabled=nap.enabled,
+            autoscaling_profile="OPTIMIZE_UTILIZATION",
+            resource_limits=limits if nap.enabled else None,
+            auto_provisioning_defaults=gcp.container.ClusterClusterAutoscalingAutoProvisioningDefaultsArgs(
+                service_account=node_sa.email,
+                oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+                management=gcp.container.ClusterClusterAutoscalingAutoProvisioningDefaultsManagementArgs(
+                    auto_repair=True, auto_upgrade=True
+                ),
+                shielded_instance_config=gcp.container.ClusterClusterAutoscalingAutoProvisioningDefaultsShieldedInstanceConfigArgs(
+                    enable_secure_boot=True, enable_integrity_monitoring=True
+                ),
+            )
+            if nap.enabled
+            else None,
+        )
+
+
+def secure_node_config(service_account: pulumi.Input[str], **overrides: object) -> gcp.container.NodePoolNodeConfigArgs:
+    """Node settings every pool shares: dedicated SA, GKE metadata server, shielded VM, COS, gVNIC."""
+    settings: dict[str, object] = dict(
+        service_account=service_account,
+        oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+        image_type="COS_CONTAINERD",
+        workload_metadata_config=gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GKE_METADATA"),
+        shielded_instance_config=gcp.container.NodePoolNodeConfigShieldedInstanceConfigArgs(
+            enable_secure_boot=True, enable_integrity_monitoring=True
+        ),
+        gvnic=gcp.container.NodePoolNodeConfigGvnicArgs(enabled=True),
+        metadata={"disable-legacy-endpoints": "true"},
+    )
+    settings.update(overrides)
+    return gcp.container.NodePoolNodeConfigArgs(**settings)  # type: ignore[arg-type]
+
+
+def kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
+    """Kubeconfig authenticating through gke-gcloud-auth-plugin (no static credentials)."""
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": name, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_certificate}}
+            ],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+            "users": [
+                {
+                    "name": name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "gke-gcloud-auth-plugin",
+                            "provideClusterInfo": True,
+                            "installHint": "Install gke-gcloud-auth-plugin: gcloud components install gke-gcloud-auth-plugin",
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=False,
+    )

@@ -1,0 +1,163 @@
+"""Accelerator, model and price catalog: data files with sources and dates, read into frozen types.
+
+The YAML files beside this module are the only place accelerator facts and prices are written;
+everything else (node counts, TPU limits, LWS sizes, memory fit, cost) is derived from them in
+``infra.sizing``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+Provisioning = Literal["on_demand", "spot", "reservation", "flex_start"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TpuGeneration(_Frozen):
+    name: str
+    gke_accelerator: str
+    pathways_type: str
+    hbm_gb_per_chip: float
+    hbm_bandwidth_gbps: float
+    machine_types: dict[str, int]
+    """Machine type -> TPU chips per VM (the ``google.com/tpu`` resource on one node)."""
+    shapes: dict[str, tuple[str, ...]]
+    """Topology -> machine types that can form it; the first is the default."""
+    zones: tuple[str, ...]
+    source: str
+
+
+class TpuSlice(_Frozen):
+    """One slice shape: a generation, a topology and the machine type forming it."""
+
+    generation: TpuGeneration
+    topology: str
+    machine_type: str
+
+    @property
+    def chips(self) -> int:
+        return math.prod(int(d) for d in self.topology.split("x"))
+
+    @property
+    def chips_per_vm(self) -> int:
+        return self.generation.machine_types[self.machine_type]
+
+    @property
+    def vms(self) -> int:
+        """VMs (GKE nodes) in one slice."""
+        return self.chips // self.chips_per_vm
+
+    @property
+    def multi_host(self) -> bool:
+        return self.vms > 1
+
+    @property
+    def hbm_gb(self) -> float:
+        return self.chips * self.generation.hbm_gb_per_chip
+
+    @property
+    def label(self) -> str:
+        return f"{self.generation.name} {self.topology} ({self.vms}x {self.machine_type})"
+
+
+class GpuType(_Frozen):
+    name: str
+    gke_accelerator: str
+    memory_gb: float
+    bandwidth_gbps: float
+    machine_types: dict[str, int]
+    """Machine type -> GPUs per VM."""
+    zones: tuple[str, ...]
+    source: str
+
+
+class ModelArch(_Frozen):
+    name: str
+    hf_id: str
+    params_b: float
+    layers: int
+    hidden: int
+    q_heads: int
+    kv_heads: int
+    head_dim: int
+    mlp: int
+    vocab: int
+    tied_embeddings: bool
+    experts: int = 1
+    maxtext_name: str | None = None
+
+
+class PriceRow(_Frozen):
+    on_demand: float
+    spot: float
+    source: str
+    as_of: str
+
+    def hourly(self, provisioning: Provisioning) -> float:
+        return self.spot if provisioning == "spot" else self.on_demand
+
+
+class Catalog(_Frozen):
+    as_of: str
+    tpus: dict[str, TpuGeneration]
+    gpus: dict[str, GpuType]
+    models: dict[str, ModelArch]
+    tpu_chip_prices: dict[tuple[str, str], PriceRow]
+    machine_prices: dict[tuple[str, str], PriceRow]
+
+    def tpu_slice(self, generation: str, topology: str, machine_type: str | None = None) -> TpuSlice:
+        gen = self.tpus[generation]
+        return TpuSlice(generation=gen, topology=topology, machine_type=machine_type or gen.shapes[topology][0])
+
+    def tpu_slices(self, generation: str) -> list[TpuSlice]:
+        """Every shape of a generation, smallest first (by chips, then fewer VMs)."""
+        gen = self.tpus[generation]
+        shapes = [self.tpu_slice(generation, topo, mt) for topo, mts in gen.shapes.items() for mt in mts]
+        return sorted(shapes, key=lambda s: (s.chips, s.vms))
+
+    def gpu_for_machine(self, machine_type: str) -> GpuType | None:
+        return next((g for g in self.gpus.values() if machine_type in g.machine_types), None)
+
+    def tpu_chip_price(self, generation: str, region: str) -> PriceRow | None:
+        return self.tpu_chip_prices.get((generation, region))
+
+    def machine_price(self, machine_type: str, region: str) -> PriceRow | None:
+        return self.machine_prices.get((machine_type, region))
+
+
+def _read(name: str) -> dict:
+    return yaml.safe_load(resources.files(__package__).joinpath(name).read_text())
+
+
+@cache
+def load() -> Catalog:
+    """The catalog, read once per process from the packaged YAML files."""
+    acc, mdl, prc = _read("accelerators.yaml"), _read("models.yaml"), _read("prices.yaml")
+    tpu_prices = {
+        (gen, region): PriceRow(**row, source=prc["tpu_chip_hour"]["source"], as_of=prc["tpu_chip_hour"]["as_of"])
+        for gen, regions in prc["tpu_chip_hour"]["rows"].items()
+        for region, row in regions.items()
+    }
+    machine_prices = {
+        (mt, region): PriceRow(on_demand=od, spot=spot, source=table["source"], as_of=table["as_of"])
+        for table in (prc["machine_hour"], prc["machine_hour_extra"])
+        for mt, regions in table["rows"].items()
+        for region, (od, spot) in regions.items()
+    }
+    return Catalog(
+        as_of=acc["as_of"],
+        tpus={k: TpuGeneration(name=k, **v) for k, v in acc["tpus"].items()},
+        gpus={k: GpuType(name=k, **v) for k, v in acc["gpus"].items()},
+        models={k: ModelArch(name=k, **v) for k, v in mdl["models"].items()},
+        tpu_chip_prices=tpu_prices,
+        machine_prices=machine_prices,
+    )

@@ -1,0 +1,101 @@
+"""`gke-inference`: render and check whole environments offline (no cloud account, no Pulumi CLI)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import click
+
+from infra import diff as diff_mod
+from infra import render, report
+from infra.config import ConfigError
+from infra.plan import StackFile, run
+
+EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _stacks_dir(option: Path | None) -> Path:
+    if option is not None:
+        return option
+    here = Path.cwd() / "stacks"
+    return here if here.is_dir() else REPO_ROOT / "stacks"
+
+
+def _stack_files(stacks: tuple[str, ...], stack_files: tuple[Path, ...], stacks_dir: Path) -> list[Path]:
+    paths = [stacks_dir / f"Pulumi.{s}.yaml" for s in stacks] + list(stack_files)
+    if not paths:
+        paths = sorted(stacks_dir.glob("Pulumi.*.yaml"))
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise click.UsageError("no such stack file: " + ", ".join(str(p) for p in missing))
+    return paths
+
+
+def plan_one(path: Path, out: Path) -> int:
+    """Plan one stack file into out/STACK; returns its exit code."""
+    try:
+        stack_file = StackFile.read(path)
+        capture = run(stack_file)
+    except (ConfigError, ValueError) as error:
+        click.echo(f"{path}: invalid configuration\n{error}", err=True)
+        return EXIT_CONFIG
+    summary = render.write(capture, out)
+    click.echo(report.terminal(summary))
+    click.echo(f"  -> {out / capture.stack}")
+    return EXIT_OK
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Plan, check and compare gke-inference environments offline."""
+
+
+@main.command()
+@click.argument("stacks", nargs=-1)
+@click.option(
+    "--stack-file", "stack_files", multiple=True, type=click.Path(path_type=Path), help="A Pulumi.<stack>.yaml file (repeatable)."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True, help="Folder for DIR/STACK/ results."
+)
+@click.option(
+    "--stacks-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where Pulumi.<stack>.yaml files live (default: ./stacks).",
+)
+def plan(stacks: tuple[str, ...], stack_files: tuple[Path, ...], out: Path, stacks_dir: Path | None) -> None:
+    """Run the program under Pulumi's mock runtime for STACKS (default: every stack) and write the results.
+
+    Exit 0 when every stack is valid, 2 when a stack's configuration is invalid (nothing is written
+    for it), 1 when a mandatory policy is violated.
+    """
+    codes = [plan_one(p, out) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
+    sys.exit(max(codes))
+
+
+@main.command()
+@click.argument("a")
+@click.argument("b")
+@click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
+def diff(a: str, b: str, stacks_dir: Path | None) -> None:
+    """Compare two environments (stack names) or two plan folders, as Markdown."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = []
+        for side in (a, b):
+            path = Path(side)
+            if (path / "summary.json").is_file():
+                folders.append(path)
+                continue
+            stack_path = _stack_files((side,), (), _stacks_dir(stacks_dir))[0]
+            try:
+                capture = run(StackFile.read(stack_path))
+            except ConfigError as error:
+                click.echo(f"{stack_path}: invalid configuration\n{error}", err=True)
+                sys.exit(EXIT_CONFIG)
+            render.write(capture, Path(tmp))
+            folders.append(Path(tmp) / capture.stack)
+        click.echo(diff_mod.compare(folders[0], folders[1]), nl=False)

@@ -1,0 +1,200 @@
+"""Run the real Pulumi program in-process under Pulumi's mock runtime and capture what it registers.
+
+Nothing here is a copy of the program: ``infra/__main__.py`` runs unchanged, fed the stack file's
+config the way the engine feeds it (structured values as JSON strings, secrets flagged). A
+monitor subclass records each RegisterResource request as the engine would receive it: type,
+name, parent, dependencies, options and the serialized inputs (engine property names).
+Mocked outputs are deterministic, so the same stack file always yields the same capture.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import config as runtime_config
+from pulumi.runtime import mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from infra.config import StackConfig, load_config
+
+PROJECT = "gke-inference"
+PROGRAM = Path(__file__).with_name("__main__.py")
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_SIG_KEY = "4dabf18193072939515e22adb298388d"
+_UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+@dataclass(frozen=True)
+class StackFile:
+    """A ``Pulumi.<stack>.yaml`` file read as the engine would pass it to the program."""
+
+    stack: str
+    config: dict[str, Any]
+    secret_keys: frozenset[str]
+
+    @classmethod
+    def read(cls, path: Path) -> StackFile:
+        name = path.name
+        if not (name.startswith("Pulumi.") and name.endswith((".yaml", ".yml"))):
+            raise ValueError(f"{path}: expected a file named Pulumi.<stack>.yaml")
+        document = yaml.safe_load(path.read_text()) or {}
+        raw = document.get("config") or {}
+        config: dict[str, Any] = {}
+        secret: set[str] = set()
+        for key, value in raw.items():
+            if isinstance(value, dict) and set(value) == {"secure"}:
+                secret.add(key)
+                value = SECRET  # the ciphertext is never decrypted or rendered
+            config[key] = value
+        return cls(stack=name[len("Pulumi.") :].rsplit(".", 1)[0], config=config, secret_keys=frozenset(secret))
+
+    def load(self) -> StackConfig:
+        return load_config(self.config, stack=self.stack, secret_keys=self.secret_keys)
+
+    def engine_config(self) -> dict[str, str]:
+        """Config as the engine passes it: strings, structured values JSON-encoded."""
+        return {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.config.items()}
+
+
+@dataclass
+class Captured:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str | None
+    dependencies: list[str]
+    provider: str | None
+    inputs: dict[str, Any]
+    options: dict[str, Any]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "urn": self.urn,
+            "type": self.type,
+            "name": self.name,
+            "custom": self.custom,
+            "parent": self.parent,
+            "dependencies": self.dependencies,
+            "provider": self.provider,
+            "inputs": self.inputs,
+            "options": self.options,
+        }
+
+
+def plain(value: Any) -> Any:
+    """Engine wire values to plain JSON: secrets masked, refs as URNs, whole floats as ints."""
+    if isinstance(value, dict):
+        sig = value.get(_SIG_KEY)
+        if sig == _SECRET_SIG:
+            return SECRET
+        if sig == _RESOURCE_SIG:
+            return value.get("urn")
+        return {k: plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value == _UNKNOWN_VALUE:
+        return UNKNOWN
+    return value
+
+
+def _provider_ref(ref: str) -> str | None:
+    return ref.rsplit("::", 1)[0] if ref else None
+
+
+class CapturingMonitor(mocks.MockMonitor):
+    """The SDK's mock monitor, also recording every registration request in full."""
+
+    def __init__(self, fake: mocks.Mocks):
+        super().__init__(fake)
+        self.captured: list[Captured] = []
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        self.captured.append(
+            Captured(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=bool(request.custom),
+                parent=request.parent or None,
+                dependencies=sorted(set(request.dependencies)),
+                provider=_provider_ref(request.provider),
+                inputs=plain(json_format.MessageToDict(request.object)),
+                options={
+                    "protect": bool(request.protect),
+                    "retainOnDelete": bool(request.retainOnDelete),
+                    "deleteBeforeReplace": bool(request.deleteBeforeReplace),
+                    "ignoreChanges": sorted(request.ignoreChanges),
+                    "replaceOnChanges": sorted(request.replaceOnChanges),
+                    "additionalSecretOutputs": sorted(request.additionalSecretOutputs),
+                },
+            )
+        )
+        return response
+
+
+FAKE_PROJECT_NUMBER = "123456789012"
+
+
+class FakeCloud(mocks.Mocks):
+    """Deterministic outputs: what the program reads back from GCP, with documentation-range IPs."""
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        state = dict(args.inputs)
+        if args.typ == "gcp:container/cluster:Cluster":
+            state.update(
+                endpoint="192.0.2.10",
+                masterAuth={**state.get("masterAuth", {}), "clusterCaCertificate": "RkFLRS1DQQ=="},
+            )
+        elif args.typ == "gcp:serviceaccount/account:Account":
+            state["email"] = f"{args.inputs['accountId']}@{args.inputs.get('project', 'project')}.iam.gserviceaccount.com"
+        elif args.typ == "gcp:storage/bucket:Bucket":
+            state["url"] = f"gs://{args.inputs.get('name', args.name)}"
+        state.setdefault("name", args.inputs.get("name", args.name))
+        return f"{args.name}-id", state
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
+        if args.token == "gcp:organizations/getProject:getProject":
+            return {"number": FAKE_PROJECT_NUMBER, "projectId": args.args.get("projectId")}, None
+        return {}, None
+
+
+def _run_program() -> None:
+    runpy.run_path(str(PROGRAM), run_name="__main__")
+
+
+@dataclass
+class Capture:
+    stack: str
+    config: StackConfig
+    resources: list[Captured] = field(default_factory=list)
+
+
+def run(stack_file: StackFile, *, preview: bool = False) -> Capture:
+    """Check the config (raises ConfigError, nothing registered), then run the program under mocks."""
+    checked = stack_file.load()
+    monitor = CapturingMonitor(FakeCloud())
+
+    def program() -> None:
+        mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack_file.stack, preview=preview, monitor=monitor)
+        runtime_config.set_all_config(stack_file.engine_config(), sorted(stack_file.secret_keys))
+        _sync_await(run_pulumi_func(lambda: _run_program()))
+
+    # Pulumi keeps its runtime state in context variables: a fresh context isolates each run.
+    contextvars.Context().run(program)
+    resources = sorted(monitor.captured, key=lambda r: (r.parent is not None, r.urn))
+    return Capture(stack_file.stack, checked, resources)

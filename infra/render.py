@@ -1,0 +1,94 @@
+"""Write a plan capture to disk: resources.json, manifests/, summary.json, report.md."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra import report
+from infra.plan import Capture
+
+REFERENCE_TYPES = ("kubernetes:helm.sh/", "kubernetes:yaml/")
+"""Provider-side components: the provider renders them, so the plan lists them as references."""
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(objects the stack creates, chart/remote-YAML references) from the captured resources."""
+    objects, references = [], []
+    for r in resources:
+        if not r["type"].startswith("kubernetes:"):
+            continue
+        inputs = r["inputs"]
+        if r["type"].startswith(REFERENCE_TYPES):
+            references.append(
+                {
+                    "resource": r["name"],
+                    "type": r["type"],
+                    **{
+                        k: inputs.get(k)
+                        for k in ("chart", "version", "namespace", "values", "files", "repositoryOpts")
+                        if k in inputs
+                    },
+                }
+            )
+        else:
+            objects.append(
+                {
+                    k: v
+                    for k, v in inputs.items()
+                    if k
+                    in (
+                        "apiVersion",
+                        "kind",
+                        "metadata",
+                        "spec",
+                        "data",
+                        "stringData",
+                        "type",
+                        "rules",
+                        "roleRef",
+                        "subjects",
+                        "webhooks",
+                    )
+                }
+            )
+    return objects, references
+
+
+def _file_name(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    parts = [obj.get("kind", "Object"), meta.get("namespace", "cluster"), meta.get("name", "unnamed")]
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(str(p) for p in parts)) + ".yaml"
+
+
+def write(capture: Capture, out: Path, policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the stack's folder under `out` atomically (no stale files survive); return the summary."""
+    resources = [r.as_json() for r in capture.resources]
+    summary = report.summarize(capture.config, resources, policy)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{capture.stack}-", dir=out))
+    (staging / "resources.json").write_text(dump_json(resources))
+    manifests = staging / "manifests"
+    manifests.mkdir()
+    objects, references = kubernetes_objects(resources)
+    for obj in objects:
+        (manifests / _file_name(obj)).write_text(yaml.safe_dump(obj, sort_keys=True))
+    if references:
+        (manifests / "references.yaml").write_text(yaml.safe_dump({"references": references}, sort_keys=True))
+    (staging / "summary.json").write_text(dump_json(summary))
+    (staging / "report.md").write_text(report.markdown(summary, report.mermaid(capture.config)))
+    target = out / capture.stack
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return summary

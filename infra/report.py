@@ -1,0 +1,324 @@
+"""What a reviewer reads: inventory, memory fit, cost and a diagram, derived from one plan capture."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tabulate import tabulate
+
+from infra import sizing
+from infra.catalog import Catalog
+from infra.catalog import load as load_catalog
+from infra.config import StackConfig, Workload
+from infra.platform import resource_prefix
+
+SYSTEM_POOL_ZONES = 3
+"""A regional node pool without node_locations runs in three zones of the region."""
+
+
+@dataclass(frozen=True)
+class CostLine:
+    item: str
+    machine: str
+    provisioning: str
+    min_units: int
+    max_units: int
+    unit: str
+    unit_price: float | None
+    source: str | None
+    as_of: str | None
+
+    @property
+    def hourly_min(self) -> float | None:
+        return None if self.unit_price is None else round(self.unit_price * self.min_units, 4)
+
+    @property
+    def hourly_max(self) -> float | None:
+        return None if self.unit_price is None else round(self.unit_price * self.max_units, 4)
+
+
+def cost_lines(cfg: StackConfig, catalog: Catalog) -> list[CostLine]:
+    """Every billable accelerator or VM group, priced from the catalog at its floor and ceiling."""
+    lines = []
+    sys_pool = cfg.cluster.system_pool
+    row = catalog.machine_price(sys_pool.machine_type, cfg.region)
+    lines.append(
+        CostLine(
+            "system pool",
+            sys_pool.machine_type,
+            "on_demand",
+            sys_pool.min_nodes_per_zone * SYSTEM_POOL_ZONES,
+            sys_pool.max_nodes_per_zone * SYSTEM_POOL_ZONES,
+            "VM",
+            row.on_demand if row else None,
+            row.source if row else None,
+            row.as_of if row else None,
+        )
+    )
+    for name, tpu in cfg.tpu_pools.items():
+        auto = tpu.config.autoscaling
+        per_pool_min, per_pool_max = (auto.min_slices, auto.max_slices) if auto else (1, 1)
+        provisioning = tpu.config.provisioning
+        row = catalog.tpu_chip_price(tpu.slice.generation.name, cfg.region)
+        chips = tpu.slice.chips * tpu.config.slices
+        lines.append(
+            CostLine(
+                f"tpu_pools.{name}",
+                f"{tpu.slice.generation.name} {tpu.slice.topology}",
+                provisioning,
+                chips * per_pool_min,
+                chips * per_pool_max,
+                "chip",
+                row.hourly(provisioning) if row else None,
+                row.source if row else None,
+                row.as_of if row else None,
+            )
+        )
+    for name, gpu in cfg.gpu_pools.items():
+        c = gpu.config
+        provisioning = "spot" if c.provisioning == "spot" else "on_demand"
+        row = catalog.machine_price(c.machine_type, cfg.region)
+        zones = len(gpu.zones)
+        lines.append(
+            CostLine(
+                f"gpu_pools.{name}",
+                c.machine_type,
+                c.provisioning,
+                c.min_nodes_per_zone * zones,
+                c.max_nodes_per_zone * zones,
+                "VM",
+                row.hourly(provisioning) if row else None,
+                row.source if row else None,
+                row.as_of if row else None,
+            )
+        )
+    return lines
+
+
+def workload_summary(w: Workload) -> dict[str, Any]:
+    fit = w.fit
+    derived: dict[str, Any]
+    if w.tpu_pools:
+        slice_ = w.tpu_pools[0].slice
+        slices = len(w.tpu_pools)
+        flags = sizing.pathways_flags(slice_, slices)
+        mesh = sizing.maxtext_parallelism(w.model, slice_.chips)
+        derived = {
+            "lws_size": sizing.lws_group_size(slice_, slices),
+            "google_com_tpu_per_worker": slice_.chips_per_vm,
+            "pathways_instance_type": flags.instance_type,
+            "pathways_instance_count": flags.instance_count,
+            "ici_parallelism": asdict(mesh),
+            "nodes": slice_.vms * slices,
+        }
+    else:
+        assert w.gpu_pool is not None
+        layout = sizing.gpu_parallelism(w.gpus, w.gpu_pool.gpus_per_vm)
+        derived = {"gpus": w.gpus, **asdict(layout)}
+    return {
+        "name": w.name,
+        "engine": w.config.engine,
+        "model": w.config.model,
+        "shape": fit.shape,
+        "sequences": fit.sequences,
+        "required_gib": round(fit.required_gib, 1),
+        "usable_gib": round(fit.usable_gib, 1),
+        "provisioned_gib": round(fit.provisioned_bytes / sizing.GIB, 1),
+        "ratio": round(fit.ratio, 2),
+        "fits": fit.fits,
+        "justification": w.config.justification,
+        "derived": derived,
+    }
+
+
+def accelerator_inventory(cfg: StackConfig) -> list[dict[str, Any]]:
+    rows = []
+    for name, t in cfg.tpu_pools.items():
+        auto = t.config.autoscaling
+        rows.append(
+            {
+                "pool": name,
+                "kind": "tpu",
+                "accelerator": t.slice.generation.gke_accelerator,
+                "shape": t.slice.topology,
+                "machine_type": t.slice.machine_type,
+                "node_pools": t.config.slices,
+                "nodes_per_pool": t.slice.vms * (auto.max_slices if auto else 1),
+                "zones": list(t.zones),
+                "provisioning": t.config.provisioning,
+                "chips_max": t.slice.chips * t.config.slices * (auto.max_slices if auto else 1),
+            }
+        )
+    for name, g in cfg.gpu_pools.items():
+        rows.append(
+            {
+                "pool": name,
+                "kind": "gpu",
+                "accelerator": g.gpu.gke_accelerator,
+                "shape": f"{g.gpus_per_vm}x {g.gpu.name}",
+                "machine_type": g.config.machine_type,
+                "node_pools": 1,
+                "nodes_per_pool": g.config.max_nodes_per_zone * len(g.zones),
+                "zones": list(g.zones),
+                "provisioning": g.config.provisioning,
+                "gpus_max": g.config.max_nodes_per_zone * len(g.zones) * g.gpus_per_vm,
+            }
+        )
+    return rows
+
+
+def _node_id(kind: str, name: str) -> str:
+    return f"{kind}_{re.sub(r'[^A-Za-z0-9]', '_', name)}"
+
+
+def mermaid(cfg: StackConfig) -> str:
+    """cluster -> pools -> workloads, as a Mermaid flowchart GitHub renders."""
+    lines = ["flowchart LR", f'  cluster["GKE {resource_prefix(cfg)}<br/>{cfg.region}"]']
+    for name, t in cfg.tpu_pools.items():
+        lines.append(
+            f'  {_node_id("pool", name)}["{name}<br/>{t.slice.generation.name} {t.slice.topology} x{t.config.slices}<br/>{t.slice.vms}x {t.slice.machine_type}"]'
+        )
+        lines.append(f"  cluster --> {_node_id('pool', name)}")
+    for name, g in cfg.gpu_pools.items():
+        lines.append(f'  {_node_id("pool", name)}["{name}<br/>{g.config.machine_type}<br/>{", ".join(g.zones)}"]')
+        lines.append(f"  cluster --> {_node_id('pool', name)}")
+    for name, w in cfg.workloads.items():
+        lines.append(f'  {_node_id("wl", name)}(["{name}<br/>{w.config.engine} · {w.config.model}"])')
+        pools = [p.name for p in w.tpu_pools] or ([w.gpu_pool.name] if w.gpu_pool else [])
+        for pool in dict.fromkeys(pools):
+            lines.append(f"  {_node_id('pool', pool)} --> {_node_id('wl', name)}")
+    return "\n".join(lines)
+
+
+def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[str, Any] | None = None) -> dict[str, Any]:
+    catalog = load_catalog()
+    lines = cost_lines(cfg, catalog)
+    priced = [line for line in lines if line.unit_price is not None]
+    hourly_min = round(sum(line.hourly_min or 0 for line in priced), 2)
+    hourly_max = round(sum(line.hourly_max or 0 for line in priced), 2)
+    budget = cfg.budget.monthly_usd
+    monthly_max = round(hourly_max * sizing.HOURS_PER_MONTH, 2)
+    return {
+        "stack": cfg.stack,
+        "environment": cfg.environment,
+        "project": cfg.project,
+        "region": cfg.region,
+        "catalog_as_of": catalog.as_of,
+        "resources": {"total": len(resources), "by_type": dict(sorted(Counter(r["type"] for r in resources).items()))},
+        "accelerators": accelerator_inventory(cfg),
+        "workloads": [workload_summary(w) for w in cfg.workloads.values()],
+        "cost": {
+            "currency": "USD",
+            "hours_per_month": sizing.HOURS_PER_MONTH,
+            "lines": [{**asdict(line), "hourly_min": line.hourly_min, "hourly_max": line.hourly_max} for line in lines],
+            "unpriced": [line.item for line in lines if line.unit_price is None],
+            "hourly_min": hourly_min,
+            "hourly_max": hourly_max,
+            "monthly_min": round(hourly_min * sizing.HOURS_PER_MONTH, 2),
+            "monthly_max": monthly_max,
+            "budget_monthly": budget,
+            "within_budget": None if budget is None else monthly_max <= budget,
+        },
+        "policies": policy or {"ran": False, "violations": []},
+    }
+
+
+def _md(rows: list[list[Any]], headers: list[str]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github")
+
+
+def workload_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    return [
+        [w["name"], w["engine"], w["model"], w["shape"], w["required_gib"], w["usable_gib"], w["ratio"]]
+        for w in summary["workloads"]
+    ]
+
+
+WORKLOAD_HEADERS = ["workload", "engine", "model", "shape", "required GiB", "usable GiB", "ratio"]
+
+
+def markdown(summary: dict[str, Any], diagram: str) -> str:
+    cost = summary["cost"]
+    parts = [
+        f"# Plan: {summary['stack']} ({summary['environment']})",
+        "",
+        f"Project `{summary['project']}`, region `{summary['region']}`; catalog as of {summary['catalog_as_of']}. "
+        f"{summary['resources']['total']} resources.",
+        "",
+        "## Topology",
+        "",
+        "```mermaid",
+        diagram,
+        "```",
+        "",
+        "## Accelerators",
+        "",
+        _md(
+            [
+                [
+                    a["pool"],
+                    a["kind"],
+                    a["accelerator"],
+                    a["shape"],
+                    a["machine_type"],
+                    a["node_pools"],
+                    a["nodes_per_pool"],
+                    ", ".join(a["zones"]),
+                    a["provisioning"],
+                ]
+                for a in summary["accelerators"]
+            ],
+            ["pool", "kind", "accelerator", "shape", "machine", "node pools", "max nodes/pool", "zones", "capacity"],
+        ),
+        "",
+        "## Memory fit",
+        "",
+        _md(workload_rows(summary), WORKLOAD_HEADERS),
+        "",
+        "## Cost estimate (USD)",
+        "",
+        _md(
+            [
+                [
+                    c["item"],
+                    c["machine"],
+                    c["provisioning"],
+                    c["min_units"],
+                    c["max_units"],
+                    c["unit"],
+                    c["unit_price"],
+                    c["hourly_min"],
+                    c["hourly_max"],
+                    c["as_of"],
+                ]
+                for c in cost["lines"]
+            ],
+            ["item", "machine", "capacity", "min units", "max units", "unit", "$/unit-h", "$/h min", "$/h max", "price as of"],
+        ),
+        "",
+        f"Hourly {cost['hourly_min']:.2f} to {cost['hourly_max']:.2f}; monthly ({cost['hours_per_month']} h) "
+        f"{cost['monthly_min']:.2f} to {cost['monthly_max']:.2f}"
+        + (
+            f"; budget {cost['budget_monthly']:.2f} ({'within' if cost['within_budget'] else 'OVER'})."
+            if cost["budget_monthly"]
+            else "."
+        ),
+    ]
+    if cost["unpriced"]:
+        parts += ["", f"No price row for: {', '.join(cost['unpriced'])}."]
+    parts += ["", "## Resources", "", _md(sorted(summary["resources"]["by_type"].items()), ["type", "count"]), ""]
+    return "\n".join(parts)
+
+
+def terminal(summary: dict[str, Any]) -> str:
+    cost = summary["cost"]
+    head = (
+        f"{summary['stack']}: {summary['resources']['total']} resources, "
+        f"${cost['hourly_min']:.2f}-{cost['hourly_max']:.2f}/h, ${cost['monthly_max']:,.0f}/month max"
+    )
+    if not summary["workloads"]:
+        return head
+    return head + "\n" + tabulate(workload_rows(summary), headers=WORKLOAD_HEADERS, tablefmt="simple")
