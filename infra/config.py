@@ -712,6 +712,13 @@ class _Checker:
                 c.node_count,
             )
         self.check_capacity(base, c.provisioning, c.reservation)
+        if c.autoscaling and slice_.multi_host and c.autoscaling.max_slices > 1:
+            self.add(
+                _path(*base, "autoscaling", "max_slices"),
+                "a multi-host node pool holds exactly one slice; add slices with `slices`",
+                "1",
+                c.autoscaling.max_slices,
+            )
         if c.autoscaling and c.autoscaling.min_slices > c.autoscaling.max_slices:
             self.add(
                 _path(*base, "autoscaling", "min_slices"),
@@ -861,6 +868,17 @@ class _Checker:
                 fit.shape,
             )
             return None
+        replicas = c.autoscaling.max_replicas if c.autoscaling else c.replicas
+        for pool in dict.fromkeys(c.tpu_pools):
+            needed = replicas * c.tpu_pools.count(pool)
+            capacity = tpu[pool].config.slices * (tpu[pool].config.autoscaling.max_slices if tpu[pool].config.autoscaling else 1)
+            if needed > capacity:
+                self.add(
+                    _path(*base, "tpu_pools"),
+                    f"{replicas} replica(s) need {needed} slice(s) of tpu_pools.{pool}, which holds {capacity}",
+                    f"<= {capacity} slices",
+                    needed,
+                )
         if c.max_prefill_length and c.max_prefill_length >= c.max_context:
             self.add(
                 _path(*base, "max_prefill_length"),
@@ -922,6 +940,14 @@ class _Checker:
                 _path(*base, "gpus"),
                 f"tensor-parallel size {layout.tensor_parallel} does not divide {model.q_heads} attention heads",
                 "a divisor of the heads",
+                count,
+            )
+        pool_nodes = pool.config.max_nodes_per_zone * len(pool.zones)
+        if layout.nodes > pool_nodes:
+            self.add(
+                _path(*base, "gpus"),
+                f"one replica needs {layout.nodes} {pool.config.machine_type} node(s) but gpu_pools.{pool.name} scales to {pool_nodes}",
+                f"<= {pool_nodes * pool.gpus_per_vm} GPUs, or a larger pool",
                 count,
             )
         if count > pool.gpus_per_vm and count % pool.gpus_per_vm:

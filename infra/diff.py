@@ -8,7 +8,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-MAX_CHANGES_PER_RESOURCE = 12
+MAX_CHANGES_PER_RESOURCE = 20
 
 
 def _key(urn: str) -> str:
@@ -30,6 +30,19 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+def _neutral(flat: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """Replace the environment's own names (project id, resource prefix) so only real changes remain."""
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(summary["project"], "<project>").replace(summary["prefix"], "<prefix>")
+        if isinstance(value, list):
+            return [swap(v) for v in value]
+        return value
+
+    return {path: swap(value) for path, value in flat.items()}
+
+
 def load(folder: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     summary = json.loads((folder / "summary.json").read_text())
     resources = {
@@ -42,7 +55,13 @@ def compare(a: Path, b: Path) -> str:
     sa, ra = load(a)
     sb, rb = load(b)
     name_a, name_b = sa["stack"], sb["stack"]
-    lines = [f"# Diff: {name_a} → {name_b}", ""]
+    lines = [
+        f"# Diff: {name_a} → {name_b}",
+        "",
+        f"Values naming each environment's project (`{sa['project']}`, `{sb['project']}`) and resource prefix "
+        f"(`{sa['prefix']}`, `{sb['prefix']}`) are compared as `<project>` and `<prefix>`.",
+        "",
+    ]
     ca, cb = sa["cost"], sb["cost"]
     lines += [
         tabulate(
@@ -77,8 +96,8 @@ def compare(a: Path, b: Path) -> str:
         lines += [f"## Only in {name_b}", ""] + [f"- `{k}`" for k in only_b] + [""]
     changed = []
     for key in sorted(ra.keys() & rb.keys()):
-        fa = _flatten({"inputs": ra[key]["inputs"], "options": ra[key]["options"]})
-        fb = _flatten({"inputs": rb[key]["inputs"], "options": rb[key]["options"]})
+        fa = _neutral(_flatten({"inputs": ra[key]["inputs"], "options": ra[key]["options"]}), sa)
+        fb = _neutral(_flatten({"inputs": rb[key]["inputs"], "options": rb[key]["options"]}), sb)
         diffs = [(p, fa.get(p), fb.get(p)) for p in sorted(fa.keys() | fb.keys()) if fa.get(p) != fb.get(p)]
         if diffs:
             changed.append((key, diffs))

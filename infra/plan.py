@@ -184,17 +184,23 @@ class Capture:
     resources: list[Captured] = field(default_factory=list)
 
 
-def run(stack_file: StackFile, *, preview: bool = False) -> Capture:
-    """Check the config (raises ConfigError, nothing registered), then run the program under mocks."""
-    checked = stack_file.load()
-    monitor = CapturingMonitor(FakeCloud())
+def execute(stack_file: StackFile, *, preview: bool = False, monitor: CapturingMonitor | None = None) -> CapturingMonitor:
+    """Run the program under mocks exactly as the engine would; the monitor holds what it registered."""
+    monitor = monitor or CapturingMonitor(FakeCloud())
 
     def program() -> None:
         mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack_file.stack, preview=preview, monitor=monitor)
         runtime_config.set_all_config(stack_file.engine_config(), sorted(stack_file.secret_keys))
-        _sync_await(run_pulumi_func(lambda: _run_program()))
+        _sync_await(run_pulumi_func(_run_program))
 
     # Pulumi keeps its runtime state in context variables: a fresh context isolates each run.
     contextvars.Context().run(program)
+    return monitor
+
+
+def run(stack_file: StackFile, *, preview: bool = False) -> Capture:
+    """Check the config (raises ConfigError, nothing registered), then run the program under mocks."""
+    checked = stack_file.load()
+    monitor = execute(stack_file, preview=preview)
     resources = sorted(monitor.captured, key=lambda r: (r.parent is not None, r.urn))
     return Capture(stack_file.stack, checked, resources)

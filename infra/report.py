@@ -206,6 +206,7 @@ def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[st
         "environment": cfg.environment,
         "project": cfg.project,
         "region": cfg.region,
+        "prefix": resource_prefix(cfg),
         "catalog_as_of": catalog.as_of,
         "resources": {"total": len(resources), "by_type": dict(sorted(Counter(r["type"] for r in resources).items()))},
         "accelerators": accelerator_inventory(cfg),

@@ -1,0 +1,129 @@
+"""Sizing: the seed documents' numbers, and properties that hold for every catalog entry."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infra import sizing
+from infra.catalog import Catalog
+from infra.catalog import load as load_catalog
+
+CATALOG = load_catalog()
+SEED_405B = dict(weight_dtype="int8", kv_dtype="int8", max_context=2048, per_device_batch_size=10)
+
+
+def test_seed_405b_smallest_v6e_slice_is_4x4(catalog: Catalog) -> None:
+    model = catalog.models["llama-3.1-405b"]
+    smallest = sizing.smallest_tpu_slice(catalog, "v6e", model, **SEED_405B)
+    assert smallest is not None
+    assert (smallest.topology, smallest.chips, smallest.vms, smallest.machine_type) == ("4x4", 16, 4, "ct6e-standard-4t")
+    assert smallest.chips_per_vm == 4  # google.com/tpu: "4"
+    assert sizing.lws_group_size(smallest) == 5  # hosts + 1 leader
+    assert sizing.pathways_flags(smallest) == sizing.PathwaysFlags("tpuv6e:4x4", 1)
+    assert sizing.maxtext_parallelism(model, smallest.chips) == sizing.MaxTextParallelism(fsdp=1, autoregressive=2, tensor=8)
+
+
+def test_seed_405b_does_not_fit_2x4_and_is_tight_on_4x4(catalog: Catalog) -> None:
+    model = catalog.models["llama-3.1-405b"]
+    for machine in catalog.tpus["v6e"].shapes["2x4"]:
+        assert not sizing.tpu_fit(model, catalog.tpu_slice("v6e", "2x4", machine), **SEED_405B).fits
+    fit = sizing.tpu_fit(model, catalog.tpu_slice("v6e", "4x4"), **SEED_405B)
+    # sizing-prices §3.3: ~406 GB weights + 84.6 GB KV for 160 sequences x 2048 tokens vs 512 GB.
+    assert fit.sequences == 160
+    assert fit.kv_bytes == pytest.approx(84.56e9, rel=1e-3)
+    assert 1.03 < fit.ratio < 1.12
+
+
+def test_seed_disaggregated_70b_on_two_2x4_slices(catalog: Catalog) -> None:
+    slice_ = catalog.tpu_slice("v6e", "2x4", "ct6e-standard-4t")
+    assert (slice_.vms, slice_.chips_per_vm) == (2, 4)
+    assert sizing.lws_group_size(slice_, slices=2) == 5
+    assert sizing.pathways_flags(slice_, 2) == sizing.PathwaysFlags("tpuv6e:2x4", 2)
+    fit = sizing.tpu_fit(
+        catalog.models["llama-2-70b"], slice_, weight_dtype="int8", kv_dtype="int8", max_context=2048, per_device_batch_size=1
+    )
+    assert fit.ratio == pytest.approx(3.54, abs=0.05)  # sizing-prices §3.3: ~3.6 per slice
+
+
+def test_kv_per_token_matches_reference_table(catalog: Catalog) -> None:
+    kib = {name: sizing.kv_bytes_per_token(m, "bf16") / 1024 for name, m in catalog.models.items()}
+    assert kib["llama-3.1-8b"] == 128
+    assert kib["llama-3.1-405b"] == 504
+    assert kib["gemma-2-9b"] == 336
+    assert kib["gemma-3-27b"] == 496
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG.models))
+def test_published_params_match_dimensions(name: str) -> None:
+    model = CATALOG.models[name]
+    assert sizing.params_from_dims(model) == pytest.approx(model.params_b * 1e9, rel=0.02)
+
+
+def test_gpu_examples_from_reference(catalog: Catalog) -> None:
+    """sizing-prices §3.3: 70B bf16 is not feasible on 2x H100 but is on 4; 8B fits one L4."""
+    h100, l4 = catalog.gpus["h100-80gb"], catalog.gpus["l4"]
+    kwargs = dict(engine="vllm", weight_dtype="bf16", kv_dtype="bf16", max_context=2048, max_num_seqs=8)
+    assert not sizing.gpu_fit(catalog.models["llama-3.1-70b"], h100, 2, **kwargs).fits
+    assert sizing.smallest_gpu_count(catalog.models["llama-3.1-70b"], h100, **kwargs) == 4
+    assert sizing.smallest_gpu_count(catalog.models["llama-3.1-8b"], l4, **kwargs) == 1
+
+
+tpu_slices = st.sampled_from([s for gen in CATALOG.tpus for s in CATALOG.tpu_slices(gen)])
+models = st.sampled_from(sorted(CATALOG.models.values(), key=lambda m: m.name))
+dtypes = st.sampled_from(["bf16", "fp8", "int8", "int4"])
+
+
+@given(slice_=tpu_slices)
+def test_slices_are_whole_vms(slice_: object) -> None:
+    assert slice_.chips == slice_.vms * slice_.chips_per_vm  # type: ignore[attr-defined]
+    assert slice_.multi_host == (slice_.vms > 1)  # type: ignore[attr-defined]
+
+
+@settings(max_examples=200)
+@given(model=models, chips=st.sampled_from([1, 4, 8, 16, 32, 64, 128, 256]))
+def test_maxtext_mesh_covers_every_chip(model: object, chips: int) -> None:
+    mesh = sizing.maxtext_parallelism(model, chips)  # type: ignore[arg-type]
+    assert mesh.product == chips
+    assert model.q_heads % mesh.tensor == 0  # type: ignore[attr-defined]
+    assert mesh.tensor <= sizing.MAX_TENSOR_PARALLEL_CHIPS
+
+
+@settings(max_examples=200)
+@given(
+    model=models,
+    wd=dtypes,
+    kd=dtypes,
+    ctx=st.integers(128, 32768),
+    batch=st.integers(1, 32),
+    generation=st.sampled_from(sorted(CATALOG.tpus)),
+)
+def test_smallest_slice_is_minimal(model: object, wd: str, kd: str, ctx: int, batch: int, generation: str) -> None:
+    kwargs = dict(weight_dtype=wd, kv_dtype=kd, max_context=ctx, per_device_batch_size=batch)
+    chosen = sizing.smallest_tpu_slice(CATALOG, generation, model, **kwargs)  # type: ignore[arg-type]
+    shapes = CATALOG.tpu_slices(generation)
+    fits = [sizing.tpu_fit(model, s, **kwargs).fits for s in shapes]  # type: ignore[arg-type]
+    if chosen is None:
+        assert not any(fits)
+    else:
+        index = shapes.index(chosen)
+        assert fits[index] and not any(fits[:index])
+
+
+@settings(max_examples=200)
+@given(model=models, seqs=st.integers(1, 512), extra=st.integers(1, 512), ctx=st.integers(128, 16384))
+def test_more_sequences_need_more_memory(model: object, seqs: int, extra: int, ctx: int) -> None:
+    gpu = CATALOG.gpus["h100-80gb"]
+    kwargs = dict(engine="vllm", weight_dtype="bf16", kv_dtype="bf16", max_context=ctx)
+    a = sizing.gpu_fit(model, gpu, 8, max_num_seqs=seqs, **kwargs)  # type: ignore[arg-type]
+    b = sizing.gpu_fit(model, gpu, 8, max_num_seqs=seqs + extra, **kwargs)  # type: ignore[arg-type]
+    assert b.required_bytes > a.required_bytes and b.ratio < a.ratio
+
+
+@given(gpus=st.integers(1, 64), per_vm=st.sampled_from([1, 2, 4, 8]))
+def test_gpu_layout_places_every_gpu(gpus: int, per_vm: int) -> None:
+    layout = sizing.gpu_parallelism(gpus, per_vm)
+    assert layout.tensor_parallel <= per_vm
+    assert layout.tensor_parallel * layout.pipeline_parallel >= gpus
+    assert layout.nodes == layout.pipeline_parallel
