@@ -99,3 +99,7 @@ def diff(a: str, b: str, stacks_dir: Path | None) -> None:
             render.write(capture, Path(tmp))
             folders.append(Path(tmp) / capture.stack)
         click.echo(diff_mod.compare(folders[0], folders[1]), nl=False)
+
+
+if __name__ == "__main__":
+    main()

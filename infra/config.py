@@ -161,6 +161,16 @@ class TpuPoolConfig(_Section):
     reservation: str | None = Field(None, description="Specific reservation name (provisioning: reservation).")
     autoscaling: SliceAutoscaling | None = None
 
+    @property
+    def slices_per_pool(self) -> tuple[int, int]:
+        """(min, max) slices in each node pool: 1..1 unless autoscaled."""
+        return (self.autoscaling.min_slices, self.autoscaling.max_slices) if self.autoscaling else (1, 1)
+
+    @property
+    def max_slices(self) -> int:
+        """Slices across all the pool's node pools at full scale."""
+        return self.slices * self.slices_per_pool[1]
+
 
 class GpuPoolConfig(_Section):
     gpu: str = Field(description="Catalog GPU: l4, a100-40gb, a100-80gb, h100-80gb, h200-141gb, b200.")
@@ -871,7 +881,7 @@ class _Checker:
         replicas = c.autoscaling.max_replicas if c.autoscaling else c.replicas
         for pool in dict.fromkeys(c.tpu_pools):
             needed = replicas * c.tpu_pools.count(pool)
-            capacity = tpu[pool].config.slices * (tpu[pool].config.autoscaling.max_slices if tpu[pool].config.autoscaling else 1)
+            capacity = tpu[pool].config.max_slices
             if needed > capacity:
                 self.add(
                     _path(*base, "tpu_pools"),

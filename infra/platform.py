@@ -21,8 +21,7 @@ def accelerator_limits(cfg: StackConfig) -> tuple[AcceleratorLimit, ...]:
     """NAP ceilings per accelerator type: the chips/GPUs every pool may scale to, summed."""
     totals: dict[str, int] = defaultdict(int)
     for pool in cfg.tpu_pools.values():
-        per_pool = pool.config.autoscaling.max_slices if pool.config.autoscaling else 1
-        totals[pool.slice.generation.gke_accelerator] += pool.slice.chips * per_pool * pool.config.slices
+        totals[pool.slice.generation.gke_accelerator] += pool.slice.chips * pool.config.max_slices
     for gpu_pool in cfg.gpu_pools.values():
         nodes = gpu_pool.config.max_nodes_per_zone * len(gpu_pool.zones)
         totals[gpu_pool.gpu.gke_accelerator] += nodes * gpu_pool.gpus_per_vm

@@ -59,8 +59,7 @@ def cost_lines(cfg: StackConfig, catalog: Catalog) -> list[CostLine]:
         )
     )
     for name, tpu in cfg.tpu_pools.items():
-        auto = tpu.config.autoscaling
-        per_pool_min, per_pool_max = (auto.min_slices, auto.max_slices) if auto else (1, 1)
+        per_pool_min, per_pool_max = tpu.config.slices_per_pool
         provisioning = tpu.config.provisioning
         row = catalog.tpu_chip_price(tpu.slice.generation.name, cfg.region)
         chips = tpu.slice.chips * tpu.config.slices
@@ -137,7 +136,6 @@ def workload_summary(w: Workload) -> dict[str, Any]:
 def accelerator_inventory(cfg: StackConfig) -> list[dict[str, Any]]:
     rows = []
     for name, t in cfg.tpu_pools.items():
-        auto = t.config.autoscaling
         rows.append(
             {
                 "pool": name,
@@ -146,10 +144,10 @@ def accelerator_inventory(cfg: StackConfig) -> list[dict[str, Any]]:
                 "shape": t.slice.topology,
                 "machine_type": t.slice.machine_type,
                 "node_pools": t.config.slices,
-                "nodes_per_pool": t.slice.vms * (auto.max_slices if auto else 1),
+                "nodes_per_pool": t.slice.vms * t.config.slices_per_pool[1],
                 "zones": list(t.zones),
                 "provisioning": t.config.provisioning,
-                "chips_max": t.slice.chips * t.config.slices * (auto.max_slices if auto else 1),
+                "chips_max": t.slice.chips * t.config.max_slices,
             }
         )
     for name, g in cfg.gpu_pools.items():
