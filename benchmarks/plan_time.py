@@ -41,7 +41,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(3):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "infra.cli", "plan", "--out", tmp, "--stacks-dir", str(STACKS)], check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "infra.cli", "plan", "--out", tmp, "--stacks-dir", str(STACKS)],
+                check=True,
+                capture_output=True,
+            )
             cold.append(time.perf_counter() - start)
     print(f"all stacks, cold CLI process (imports included): {statistics.median(cold):.2f} s (median of 3)")
 
