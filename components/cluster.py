@@ -10,9 +10,6 @@ import yaml
 
 from infra.config import ClusterConfig, ObservabilityConfig, ProtectionConfig
 
-NODE_SA_ROLES = ("roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader")
-"""CIS GKE 5.2.1: nodes run as a dedicated account holding only GKE's node role and image pulls."""
-
 
 @dataclass(frozen=True)
 class AcceleratorLimit:
@@ -36,6 +33,8 @@ class ClusterArgs:
     config: ClusterConfig
     observability: ObservabilityConfig
     protection: ProtectionConfig
+    node_service_account: pulumi.Input[str]
+    """Email of the dedicated node service account (components.identity.NodeIdentity)."""
     has_gpu_pools: bool = False
     accelerator_limits: tuple[AcceleratorLimit, ...] = field(default=())
 
@@ -48,7 +47,6 @@ class Cluster(pulumi.ComponentResource):
     name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
-    node_service_account: pulumi.Output[str]
     workload_pool: str
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
@@ -57,20 +55,20 @@ class Cluster(pulumi.ComponentResource):
         cfg = args.config
         self.workload_pool = f"{args.project}.svc.id.goog"
 
-        node_sa = gcp.serviceaccount.Account(
-            f"{name}-nodes",
-            account_id=f"{args.prefix}-nodes"[:30],
-            display_name=f"GKE nodes of {args.prefix}",
-            project=args.project,
-            opts=child,
-        )
-        for role in NODE_SA_ROLES:
-            gcp.projects.IAMMember(
-                f"{name}-nodes-{role.split('/')[-1]}",
-                project=args.project,
-                role=role,
-                member=node_sa.email.apply(lambda e: f"serviceAccount:{e}"),
-                opts=child,
+        depends: list[pulumi.Resource] = []
+        if cfg.secrets_encryption_key:
+            # The GKE service agent encrypts etcd secrets with the key; grant it before the cluster.
+            number = gcp.organizations.get_project_output(
+                project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
+            ).number
+            depends.append(
+                gcp.kms.CryptoKeyIAMMember(
+                    f"{name}-etcd-kms",
+                    crypto_key_id=cfg.secrets_encryption_key,
+                    role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                    member=number.apply(lambda n: f"serviceAccount:service-{n}@container-engine-robot.iam.gserviceaccount.com"),
+                    opts=child,
+                )
             )
 
         components = [
@@ -164,7 +162,7 @@ class Cluster(pulumi.ComponentResource):
             ),
             cost_management_config=gcp.container.ClusterCostManagementConfigArgs(enabled=True),
             pod_autoscaling=gcp.container.ClusterPodAutoscalingArgs(hpa_profile=cfg.hpa_profile),
-            cluster_autoscaling=self._autoscaling(args, node_sa),
+            cluster_autoscaling=self._autoscaling(args),
             database_encryption=gcp.container.ClusterDatabaseEncryptionArgs(
                 state="ENCRYPTED" if cfg.secrets_encryption_key else "DECRYPTED",
                 key_name=cfg.secrets_encryption_key,
@@ -176,6 +174,7 @@ class Cluster(pulumi.ComponentResource):
                 # The default pool is removed right after creation; its node_config must not
                 # trigger replacement of the whole cluster (pulumi/pulumi#8991).
                 ignore_changes=["nodeConfig", "initialNodeCount"],
+                depends_on=depends,
             ),
         )
 
@@ -192,22 +191,21 @@ class Cluster(pulumi.ComponentResource):
             ),
             initial_node_count=max(cfg.system_pool.min_nodes_per_zone, 1),
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=cfg.auto_upgrade),
-            node_config=secure_node_config(node_sa.email, machine_type=cfg.system_pool.machine_type),
+            node_config=secure_node_config(args.node_service_account, machine_type=cfg.system_pool.machine_type),
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
         )
 
         self.name = cluster.name
         self.endpoint = cluster.endpoint
-        self.node_service_account = node_sa.email
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
                 lambda v: kubeconfig(str(v[0]), str(v[1]), str(v[2]))
             )
         )
-        self.register_outputs({"name": self.name, "endpoint": self.endpoint, "node_service_account": self.node_service_account})
+        self.register_outputs({"name": self.name, "endpoint": self.endpoint})
 
     @staticmethod
-    def _autoscaling(args: ClusterArgs, node_sa: gcp.serviceaccount.Account) -> gcp.container.ClusterClusterAutoscalingArgs:
+    def _autoscaling(args: ClusterArgs) -> gcp.container.ClusterClusterAutoscalingArgs:
         nap = args.config.node_auto_provisioning
         limits = [
             gcp.container.ClusterClusterAutoscalingResourceLimitArgs(resource_type="cpu", minimum=0, maximum=nap.cpu_max),
@@ -225,7 +223,7 @@ class Cluster(pulumi.ComponentResource):
             autoscaling_profile="OPTIMIZE_UTILIZATION",
             resource_limits=limits if nap.enabled else None,
             auto_provisioning_defaults=gcp.container.ClusterClusterAutoscalingAutoProvisioningDefaultsArgs(
-                service_account=node_sa.email,
+                service_account=args.node_service_account,
                 oauth_scopes=["https://www.googleapis.com/auth/cloud-platform"],
                 management=gcp.container.ClusterClusterAutoscalingAutoProvisioningDefaultsManagementArgs(
                     auto_repair=True, auto_upgrade=True

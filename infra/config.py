@@ -337,6 +337,11 @@ class Workload:
     gpus: int = 0
 
     @property
+    def service_account(self) -> str:
+        """Kubernetes service account the workload runs as (and reads model weights with)."""
+        return self.name
+
+    @property
     def metric(self) -> str:
         auto = self.config.autoscaling
         return (auto.metric if auto and auto.metric else None) or DEFAULT_METRIC[self.config.engine]
@@ -401,6 +406,10 @@ class StackConfig:
     @property
     def bucket_location(self) -> str:
         return (self.model_storage.location or self.region).upper()
+
+    def compute_class_of(self, pool: str) -> str | None:
+        """The ComputeClass that selects `pool`, if any (the loader allows at most one)."""
+        return next((name for name, cc in self.compute_classes.items() if cc.pool == pool), None)
 
     @property
     def cache_zones(self) -> tuple[str, ...]:
@@ -623,6 +632,10 @@ class _Checker:
 
     def check_cluster(self) -> None:
         c = self.s.cluster
+        if c.existing and not self.s.network.existing:
+            self.add(
+                _path("network", "existing"), "an existing cluster runs in an existing VPC", "network.existing naming it", None
+            )
         if c.release_channel == "UNSPECIFIED":
             self.add(
                 _path("cluster", "release_channel"),
@@ -972,7 +985,16 @@ class _Checker:
     # -- classes, storage, gateway
 
     def check_compute_classes(self, tpu: dict[str, TpuPool], gpu: dict[str, GpuPool]) -> None:
+        claimed: dict[str, str] = {}
         for name, cc in self.s.compute_classes.items():
+            if cc.pool in claimed:
+                self.add(
+                    _path("compute_classes", name, "pool"),
+                    f"pool {cc.pool} is already selected by compute class {claimed[cc.pool]} (a node carries one class label)",
+                    "one class per pool",
+                    cc.pool,
+                )
+            claimed.setdefault(cc.pool, name)
             base = ("compute_classes", name)
             pools: dict[str, TpuPoolConfig | GpuPoolConfig] = {**self.s.tpu_pools, **self.s.gpu_pools}
             if cc.pool not in pools:

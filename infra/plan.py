@@ -167,10 +167,18 @@ class FakeCloud(mocks.Mocks):
         state.setdefault("name", args.inputs.get("name", args.name))
         return f"{args.name}-id", state
 
-    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], None]:
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == "gcp:organizations/getProject:getProject":
-            return {"number": FAKE_PROJECT_NUMBER, "projectId": args.args.get("projectId")}, None
-        return {}, None
+            return {"number": FAKE_PROJECT_NUMBER, "projectId": args.args.get("projectId")}, []
+        if args.token == "gcp:storage/getProjectServiceAccount:getProjectServiceAccount":
+            return {"emailAddress": f"service-{FAKE_PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com"}, []
+        if args.token == "gcp:container/getCluster:getCluster":
+            return {
+                "name": args.args.get("name"),
+                "endpoint": "192.0.2.20",
+                "masterAuths": [{"clusterCaCertificate": "RkFLRS1DQQ=="}],
+            }, []
+        return {}, []
 
 
 def _run_program() -> None:

@@ -12,6 +12,7 @@ import yaml
 from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, STACKS, mutate
 
+from components.identity import NODE_SA_ROLES
 from infra.cli import main
 from infra.plan import SECRET, CapturingMonitor, FakeCloud, StackFile, execute, plain
 
@@ -53,29 +54,30 @@ def test_plan_writes_every_artifact(planned: Path, env: str) -> None:
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_children_are_parented_to_their_component(planned: Path, env: str) -> None:
+def test_children_are_parented_to_and_named_after_their_component(planned: Path, env: str) -> None:
     items = resources(planned, env)
-    urns = {r["urn"] for r in items}
+    by_urn = {r["urn"]: r for r in items}
     for r in items:
-        assert r["parent"] is None or r["parent"] in urns
-        assert all(d in urns for d in r["dependencies"])
-        if r["type"].startswith("gcp:container/"):
-            assert r["parent"] == one(items, "gke-inference:cluster:Cluster")["urn"]
+        assert r["parent"] is None or r["parent"] in by_urn
+        assert all(d in by_urn for d in r["dependencies"])
+        if r["custom"] and not r["type"].startswith("pulumi:providers:"):
+            parent = by_urn[r["parent"]]
+            assert parent["type"].startswith("gke-inference:"), r["urn"]
+            assert r["name"].startswith(parent["name"]), (r["name"], parent["name"])
+            assert r["provider"] is not None and r["provider"].split("::")[-1] in {"gcp", "gcp-bootstrap", "k8s"}
 
 
 def test_nodes_run_as_the_dedicated_least_privilege_account(planned: Path) -> None:
     items = resources(planned, "prod")
     email = "inference-prod-nodes@acme-inference-prod.iam.gserviceaccount.com"
     cluster = one(items, "gcp:container/cluster:Cluster")
-    pool = one(items, "gcp:container/nodePool:NodePool", "cluster-system")
-    assert pool["inputs"]["nodeConfig"]["serviceAccount"] == email
     assert cluster["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"] == email
-    roles = sorted(r["inputs"]["role"] for r in items if r["type"] == "gcp:projects/iAMMember:IAMMember")
-    assert roles == ["roles/artifactregistry.reader", "roles/container.defaultNodeServiceAccount"]
-    assert all(
-        r["inputs"]["member"] == f"serviceAccount:{email}" for r in items if r["type"] == "gcp:projects/iAMMember:IAMMember"
-    )
-    assert pool["inputs"]["cluster"] == cluster["inputs"]["name"]
+    pools = [r for r in items if r["type"] == "gcp:container/nodePool:NodePool"]
+    assert len(pools) == 6 and all(p["inputs"]["nodeConfig"]["serviceAccount"] == email for p in pools)
+    assert all(p["inputs"]["cluster"] == cluster["inputs"]["name"] for p in pools)
+    members = [r["inputs"] for r in items if r["type"] == "gcp:projects/iAMMember:IAMMember"]
+    assert sorted(m["role"] for m in members) == sorted(NODE_SA_ROLES)
+    assert {m["member"] for m in members} == {f"serviceAccount:{email}"}
 
 
 def test_nap_accelerator_limits_are_derived_from_pools(planned: Path) -> None:

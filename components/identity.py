@@ -1,0 +1,53 @@
+"""Identities: the least-privilege node service account and Workload Identity principals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+NODE_SA_ROLES = ("roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader")
+"""CIS GKE 5.2.1: nodes run as a dedicated account holding only GKE's node role and image pulls."""
+
+
+def workload_principal(project_number: str, project_id: str, namespace: str, ksa: str) -> str:
+    """IAM principal of a Kubernetes service account under Workload Identity Federation for GKE."""
+    return (
+        f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
+        f"workloadIdentityPools/{project_id}.svc.id.goog/subject/ns/{namespace}/sa/{ksa}"
+    )
+
+
+@dataclass(frozen=True)
+class NodeIdentityArgs:
+    project: str
+    prefix: str
+    """Physical-name prefix; the account id is '<prefix>-nodes' (at most 30 characters)."""
+
+
+class NodeIdentity(pulumi.ComponentResource):
+    """A dedicated node service account with GKE's minimal node role, used by every node pool."""
+
+    email: pulumi.Output[str]
+
+    def __init__(self, name: str, args: NodeIdentityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:identity:NodeIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        account = gcp.serviceaccount.Account(
+            f"{name}-sa",
+            account_id=f"{args.prefix}-nodes"[:30].rstrip("-"),
+            display_name=f"GKE nodes of {args.prefix}",
+            project=args.project,
+            opts=child,
+        )
+        for role in NODE_SA_ROLES:
+            gcp.projects.IAMMember(
+                f"{name}-{role.split('/')[-1]}",
+                project=args.project,
+                role=role,
+                member=account.email.apply(lambda e: f"serviceAccount:{e}"),
+                opts=child,
+            )
+        self.email = account.email
+        self.register_outputs({"email": self.email})

@@ -1,0 +1,108 @@
+"""Model weights: a regional bucket, Anywhere Cache in each accelerator zone, read-only WI bindings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.identity import workload_principal
+from infra.config import ProtectionConfig
+
+READER_ROLE = "roles/storage.objectViewer"
+
+
+def _principal(number: str, *, project_id: str, reader: Reader) -> str:
+    return workload_principal(number, project_id, reader.namespace, reader.service_account)
+
+
+@dataclass(frozen=True)
+class Reader:
+    """A Kubernetes service account that loads weights from the bucket."""
+
+    namespace: str
+    service_account: str
+
+
+@dataclass(frozen=True)
+class ModelStorageArgs:
+    project: str
+    bucket_name: str
+    location: str
+    versioning: bool
+    soft_delete_days: int
+    cache_zones: tuple[str, ...]
+    """One Anywhere Cache per zone; the cache serves only clients in its own zone."""
+    cache_ttl_hours: int
+    readers: tuple[Reader, ...]
+    protection: ProtectionConfig
+    kms_key: str | None = None
+
+
+class ModelStorage(pulumi.ComponentResource):
+    """Uniform access, public access prevention, versioning and soft delete by default; CMEK optional.
+
+    Hierarchical namespace is left off: it cannot be combined with object versioning.
+    """
+
+    bucket: pulumi.Output[str]
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelStorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:storage:ModelStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        depends: list[pulumi.Resource] = []
+        if args.kms_key:
+            agent = gcp.storage.get_project_service_account_output(
+                project=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
+            )
+            depends.append(
+                gcp.kms.CryptoKeyIAMMember(
+                    f"{name}-kms",
+                    crypto_key_id=args.kms_key,
+                    role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                    member=agent.email_address.apply(lambda e: f"serviceAccount:{e}"),
+                    opts=child,
+                )
+            )
+        bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            name=args.bucket_name,
+            project=args.project,
+            location=args.location,
+            storage_class="STANDARD",
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=args.versioning),
+            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=args.soft_delete_days * 86400),
+            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=args.kms_key) if args.kms_key else None,
+            force_destroy=False,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protection.protect,
+                retain_on_delete=args.protection.retain_on_delete,
+                depends_on=depends,
+            ),
+        )
+        for zone in args.cache_zones:
+            gcp.storage.AnywhereCache(
+                f"{name}-cache-{zone}",
+                bucket=bucket.name,
+                zone=zone,
+                ttl=f"{args.cache_ttl_hours * 3600}s",
+                opts=child,
+            )
+        project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
+        for reader in args.readers:
+            gcp.storage.BucketIAMMember(
+                f"{name}-reader-{reader.namespace}-{reader.service_account}",
+                bucket=bucket.name,
+                role=READER_ROLE,
+                member=project.number.apply(partial(_principal, project_id=args.project, reader=reader)),
+                opts=child,
+            )
+        self.bucket = bucket.name
+        self.url = bucket.url
+        self.register_outputs({"bucket": self.bucket, "url": self.url})
