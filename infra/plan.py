@@ -176,7 +176,14 @@ class FakeCloud(mocks.Mocks):
             return {
                 "name": args.args.get("name"),
                 "endpoint": "192.0.2.20",
-                "masterAuths": [{"clusterCaCertificate": "RkFLRS1DQQ=="}],
+                "masterAuths": [
+                    {
+                        "clientCertificate": "",
+                        "clientKey": "",
+                        "clientCertificateConfigs": [],
+                        "clusterCaCertificate": "RkFLRS1DQQ==",
+                    }
+                ],
             }, []
         return {}, []
 

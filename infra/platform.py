@@ -39,6 +39,13 @@ def tpu_node_pool_names(name: str, slices: int) -> tuple[str, ...]:
     return (name,) if slices == 1 else tuple(f"{name}-{i}" for i in range(slices))
 
 
+def _ca_certificate(master_auth: object) -> str:
+    """The SDK hands nested invoke results back as dicts with snake_case keys, not result objects."""
+    if isinstance(master_auth, dict):
+        return str(master_auth["cluster_ca_certificate"])
+    return str(master_auth.cluster_ca_certificate)  # type: ignore[attr-defined]
+
+
 def _network(
     cfg: StackConfig, prefix: str, opts: pulumi.ResourceOptions
 ) -> tuple[pulumi.Input[str], pulumi.Input[str], str, str]:
@@ -97,7 +104,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         endpoint: pulumi.Output[str] = found.endpoint
         kube: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(found.name, found.endpoint, found.master_auths).apply(
-                lambda v: kubeconfig(str(v[0]), str(v[1]), str(v[2][0].cluster_ca_certificate))
+                lambda v: kubeconfig(str(v[0]), str(v[1]), _ca_certificate(v[2][0]))
             )
         )
     else:
