@@ -12,8 +12,10 @@ from infra import diff as diff_mod
 from infra import render, report
 from infra.config import ConfigError
 from infra.plan import StackFile, run
+from infra.versions import KUBERNETES_MINOR
 
-EXIT_OK, EXIT_POLICY, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_CHECKS, EXIT_CONFIG = 0, 1, 2
+"""1: a rendered manifest fails its schema or a mandatory policy is violated."""
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,7 +47,10 @@ def plan_one(path: Path, out: Path) -> int:
     summary = render.write(capture, out)
     click.echo(report.terminal(summary))
     click.echo(f"  -> {out / capture.stack}")
-    return EXIT_OK
+    invalid = summary["manifests"]["schema_problems"]
+    for problem in invalid:
+        click.echo(f"{capture.stack}: manifest fails the Kubernetes {KUBERNETES_MINOR} schema: {problem}", err=True)
+    return EXIT_CHECKS if invalid else EXIT_OK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -14,6 +14,7 @@ from components.identity import NodeIdentity, NodeIdentityArgs
 from components.model_storage import ModelStorage, ModelStorageArgs, Reader
 from components.network import Network, NetworkArgs
 from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, TpuSlicePool, TpuSlicePoolArgs
+from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
 from infra.config import GpuPool, StackConfig, TpuPool
 
@@ -157,6 +158,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     # The serving layer deploys into this cluster in the same stack, through this provider.
     k8s_provider = k8s.Provider("k8s", kubeconfig=kube, enable_server_side_apply=True)
     k8s_opts = pulumi.ResourceOptions(providers=[k8s_provider])
+    namespaces: dict[str, list[str]] = defaultdict(list)
+    for workload in cfg.workloads.values():
+        namespaces[workload.config.namespace].append(workload.service_account)
+    for namespace, accounts in sorted(namespaces.items()):
+        ServingNamespace(namespace, ServingNamespaceArgs(tuple(sorted(accounts))), k8s_opts)
     for name, cc in cfg.compute_classes.items():
         pool: TpuPool | GpuPool
         if cc.pool in cfg.tpu_pools:

@@ -9,10 +9,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 from infra import report
 from infra.plan import Capture
+from infra.versions import KUBERNETES_MINOR
 
 REFERENCE_TYPES = ("kubernetes:helm.sh/", "kubernetes:yaml/")
 """Provider-side components: the provider renders them, so the plan lists them as references."""
@@ -42,27 +44,23 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[dict[str, 
                 }
             )
         else:
-            objects.append(
-                {
-                    k: v
-                    for k, v in inputs.items()
-                    if k
-                    in (
-                        "apiVersion",
-                        "kind",
-                        "metadata",
-                        "spec",
-                        "data",
-                        "stringData",
-                        "type",
-                        "rules",
-                        "roleRef",
-                        "subjects",
-                        "webhooks",
-                    )
-                }
-            )
+            objects.append(inputs)
     return objects, references
+
+
+def schema_problems(objects: list[dict[str, Any]]) -> list[str]:
+    """Objects of built-in kinds checked against the Kubernetes OpenAPI schema (strict: no unknown
+    fields). Custom resources have no schema here; tests check them against their upstream CRDs."""
+    problems = []
+    for obj in objects:
+        try:
+            kubernetes_validate.validate(obj, KUBERNETES_MINOR, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            continue
+        except kubernetes_validate.ValidationError as error:
+            meta = obj.get("metadata") or {}
+            problems.append(f"{obj.get('kind')} {meta.get('namespace', '')}/{meta.get('name')}: {error.message}")
+    return problems
 
 
 def _file_name(obj: dict[str, Any]) -> str:
@@ -74,13 +72,14 @@ def _file_name(obj: dict[str, Any]) -> str:
 def write(capture: Capture, out: Path, policy: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the stack's folder under `out` atomically (no stale files survive); return the summary."""
     resources = [r.as_json() for r in capture.resources]
+    objects, references = kubernetes_objects(resources)
     summary = report.summarize(capture.config, resources, policy)
+    summary["manifests"] = {"objects": len(objects), "references": len(references), "schema_problems": schema_problems(objects)}
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{capture.stack}-", dir=out))
     (staging / "resources.json").write_text(dump_json(resources))
     manifests = staging / "manifests"
     manifests.mkdir()
-    objects, references = kubernetes_objects(resources)
     for obj in objects:
         (manifests / _file_name(obj)).write_text(yaml.safe_dump(obj, sort_keys=True))
     if references:

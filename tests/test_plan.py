@@ -189,3 +189,27 @@ def test_diff_shows_promotion_changes(planned: Path) -> None:
 def test_diff_of_a_stack_with_itself_is_empty(planned: Path) -> None:
     result = CliRunner().invoke(main, ["diff", str(planned / "dev"), str(planned / "dev")])
     assert "No resource differences." in result.output
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_kubernetes_object_is_rendered_whole_and_valid(planned: Path, env: str) -> None:
+    items = [r for r in resources(planned, env) if r["type"].startswith("kubernetes:")]
+    files = sorted((planned / env / "manifests").glob("*.yaml"))
+    assert len(files) == len(items) > 0
+    rendered = [yaml.safe_load(f.read_text()) for f in files]
+    assert sorted(json.dumps(d, sort_keys=True) for d in rendered) == sorted(
+        json.dumps(r["inputs"], sort_keys=True) for r in items
+    )
+    assert json.loads((planned / env / "summary.json").read_text())["manifests"]["schema_problems"] == []
+
+
+def test_schema_problems_name_the_object_and_field() -> None:
+    from infra.render import schema_problems
+
+    good = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "a", "namespace": "n"}}
+    bad = {**good, "automount_service_account_token": False}
+    custom = {"apiVersion": "cloud.google.com/v1", "kind": "ComputeClass", "metadata": {"name": "c"}, "spec": {}}
+    assert schema_problems([good, custom]) == []
+    assert schema_problems([bad]) == [
+        "ServiceAccount n/a: Additional properties are not allowed ('automount_service_account_token' was unexpected)"
+    ]
