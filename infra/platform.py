@@ -14,8 +14,8 @@ from components.identity import NodeIdentity, NodeIdentityArgs
 from components.model_storage import ModelStorage, ModelStorageArgs, Reader
 from components.network import Network, NetworkArgs
 from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, TpuSlicePool, TpuSlicePoolArgs
-from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
+from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
 from infra.config import GpuPool, StackConfig, TpuPool
 
 
