@@ -309,10 +309,6 @@ class TpuPool:
     slice: TpuSlice
     zones: tuple[str, ...]
 
-    @property
-    def nodes_per_pool(self) -> int:
-        return self.slice.vms
-
 
 @dataclass(frozen=True)
 class GpuPool:
@@ -456,7 +452,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _pydantic_problems(error: ValidationError, raw: Mapping[str, Any]) -> Iterator[Problem]:
+def _pydantic_problems(error: ValidationError) -> Iterator[Problem]:
     for item in error.errors():
         loc = tuple(p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         path = _path(*loc) if loc else NAMESPACE
@@ -556,7 +552,7 @@ def load_config(
     try:
         sections = _Sections.model_validate(ours)
     except ValidationError as error:
-        raise ConfigError(problems + list(_pydantic_problems(error, ours))) from None
+        raise ConfigError(problems + list(_pydantic_problems(error))) from None
     if problems:
         raise ConfigError(problems)
     assert isinstance(project, str) and isinstance(region, str)

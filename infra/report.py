@@ -129,6 +129,14 @@ def workload_summary(w: Workload) -> dict[str, Any]:
         "ratio": round(fit.ratio, 2),
         "fits": fit.fits,
         "justification": w.config.justification,
+        "autoscaling": {
+            "min_replicas": w.config.autoscaling.min_replicas,
+            "max_replicas": w.config.autoscaling.max_replicas,
+            "metric": w.metric,
+            "target": w.config.autoscaling.target,
+        }
+        if w.config.autoscaling
+        else None,
         "derived": derived,
     }
 

@@ -213,3 +213,14 @@ def test_schema_problems_name_the_object_and_field() -> None:
     assert schema_problems([bad]) == [
         "ServiceAccount n/a: Additional properties are not allowed ('automount_service_account_token' was unexpected)"
     ]
+
+
+def test_autoscaling_defaults_to_the_engine_queue_metric(planned: Path) -> None:
+    workloads = {w["name"]: w for w in json.loads((planned / "prod" / "summary.json").read_text())["workloads"]}
+    assert workloads["gemma-9b"]["autoscaling"] == {
+        "min_replicas": 2,
+        "max_replicas": 6,
+        "metric": "vllm:num_requests_waiting",
+        "target": 5,
+    }
+    assert workloads["llama-405b"]["autoscaling"] is None

@@ -60,14 +60,6 @@ class TpuSlice(_Frozen):
     def multi_host(self) -> bool:
         return self.vms > 1
 
-    @property
-    def hbm_gb(self) -> float:
-        return self.chips * self.generation.hbm_gb_per_chip
-
-    @property
-    def label(self) -> str:
-        return f"{self.generation.name} {self.topology} ({self.vms}x {self.machine_type})"
-
 
 class GpuType(_Frozen):
     name: str
