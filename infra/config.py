@@ -1079,5 +1079,6 @@ def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
     from pulumi.runtime import config as runtime_config
 
     values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    secret = {k for k in values if runtime_config.is_config_secret(k)}
+    # The language host passes secret keys either through set_all_config or the environment.
+    secret = {k for k in values if runtime_config.is_config_secret(k)} | set(runtime_config.get_config_secret_keys_env())
     return values, secret

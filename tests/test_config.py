@@ -281,3 +281,21 @@ def test_protection_defaults_follow_environment(env: str, on: bool) -> None:
 def test_cache_zones_default_to_accelerator_zones() -> None:
     cfg = load_config(BASE, stack="t")
     assert cfg.cache_zones == ("us-east5-a", "us-east5-b")
+
+
+def test_program_reads_config_the_way_the_language_host_passes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pulumi up` hands the program its config as PULUMI_CONFIG / PULUMI_CONFIG_SECRET_KEYS."""
+    import contextvars
+    import json
+
+    from infra.config import read_pulumi_config
+
+    engine = {k: v if isinstance(v, str) else json.dumps(v) for k, v in BASE.items()} | {f"{NS}:hf_token": "hf_x"}
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(engine))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([f"{NS}:hf_token"]))
+    values, secret = contextvars.Context().run(read_pulumi_config)
+    assert secret == {f"{NS}:hf_token"}
+    cfg = load_config(values, stack="t", secret_keys=secret)
+    assert cfg.sections == load_config(BASE | {f"{NS}:hf_token": "x"}, stack="t", secret_keys=secret).sections.model_copy(
+        update={"hf_token": "hf_x"}
+    )
