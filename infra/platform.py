@@ -54,6 +54,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
                 pods_cidr=net_cfg.pods_cidr,
                 services_cidr=net_cfg.services_cidr,
                 proxy_only_cidr=net_cfg.proxy_only_cidr,
+                protect=cfg.protection.protect,
             ),
             opts,
         )
