@@ -352,15 +352,15 @@ def _pdb_netpol(args: StackValidationArgs, cfg: Config) -> Iterator[Finding]:
 
 def _gcsfuse(args: StackValidationArgs, cfg: Config) -> Iterator[Finding]:
     stack = Stack(args.resources)
-    users = [
-        w
+    users = {
+        w.resource.urn: w
         for w in stack.workloads
         for t in w.templates
         if any(get(v, "csi.driver") == GCSFUSE_DRIVER for v in items(t.spec.get("volumes")))
-    ]
+    }
     for cluster in stack.clusters():
-        if users and get(cluster.props, "addonsConfig.gcsFuseCsiDriverConfig.enabled") is not True:
-            for w in dict.fromkeys(users):
+        if get(cluster.props, "addonsConfig.gcsFuseCsiDriverConfig.enabled") is not True:
+            for w in users.values():
                 yield Finding(
                     f"{_label(w)} mounts a GCS FUSE volume but cluster {cluster.name} has the GCS FUSE CSI driver off", w.resource
                 )
