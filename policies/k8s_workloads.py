@@ -73,10 +73,10 @@ def _no_privileged(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     for t in templates(args.resource_type, args.props):
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             if t.spec.get(key) is True:
-                yield f"{t.role} pod: {key} is true"
+                yield f"{t.role} template: {key} is true"
         for volume in items(t.spec.get("volumes")):
             if "hostPath" in volume:
-                yield f"{t.role} pod: hostPath volume {volume.get('name')}"
+                yield f"{t.role} template: hostPath volume {volume.get('name')}"
     for _, where, c in _containers(args):
         if get(c, "securityContext.privileged") is True:
             yield f"{where}: securityContext.privileged is true"
@@ -140,10 +140,10 @@ def _resources(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
                     yield f"{where}: {resource} request {request} differs from its limit {limit}"
         tpu, gpu = t.limit(TPU_RESOURCE), t.limit(GPU_RESOURCE)
         if t.is_accelerated and not (tpu or gpu) and not (args.resource_type.endswith("LeaderWorkerSet") and t.role == "leader"):
-            yield f"{t.role} pod selects accelerator nodes but no container has a {TPU_RESOURCE} or {GPU_RESOURCE} limit"
+            yield f"{t.role} template selects accelerator nodes but no container has a {TPU_RESOURCE} or {GPU_RESOURCE} limit"
         chips = _tpu_chips_per_vm(t)
         if tpu and chips and tpu not in chips:
-            yield f"{t.role} pod: {TPU_RESOURCE} limit {tpu} is not the chips of one VM of {t.node_selector[TPU_ACCELERATOR_LABEL]} ({listed(chips)})"
+            yield f"{t.role} template: {TPU_RESOURCE} limit {tpu} is not the chips of one VM of {t.node_selector[TPU_ACCELERATOR_LABEL]} ({listed(chips)})"
 
 
 def _probes(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
@@ -165,10 +165,10 @@ def _sa_token(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     allowed = [re.compile(p) for p in cfg["allowTokenFor"]]
     for t in templates(args.resource_type, args.props):
         if t.spec.get("automountServiceAccountToken") is not False and not any(p.fullmatch(args.name) for p in allowed):
-            yield f"{t.role} pod: automountServiceAccountToken is not false"
+            yield f"{t.role} template: automountServiceAccountToken is not false"
         account = t.spec.get("serviceAccountName")
         if account in (None, "", "default"):
-            yield f"{t.role} pod: runs as the default service account; expected a dedicated Kubernetes service account"
+            yield f"{t.role} template: runs as the default service account; expected a dedicated Kubernetes service account"
 
 
 def _namespace(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
