@@ -168,7 +168,12 @@ def _logging_monitoring(args: ResourceValidationArgs, cfg: Config) -> Iterator[s
         yield f"loggingConfig.enableComponents lacks {', '.join(missing)}"
 
 
-CIS_CHANNELS = {"type": "array", "items": {"enum": ["RAPID", "REGULAR", "STABLE"]}, "default": ["REGULAR", "STABLE"]}
+RELEASE_CHANNELS = {
+    "type": "array",
+    "items": {"enum": ["RAPID", "REGULAR", "STABLE"]},
+    "default": ["REGULAR", "STABLE"],
+    "description": "Release channels this environment accepts.",
+}
 
 POLICIES = [
     resource_policy(
@@ -246,7 +251,7 @@ POLICIES = [
             Severity.HIGH,
             "Set cluster.release_channel to REGULAR or STABLE and keep cluster.maintenance_window.",
             cis="5.5.4",
-            params={"allowedChannels": CIS_CHANNELS},
+            params={"allowedChannels": RELEASE_CHANNELS},
         ),
         [CLUSTER],
         _release_channel,
