@@ -34,19 +34,15 @@ Config = Mapping[str, Any]
 EXCEPTION_ANNOTATION = "policy.gke-inference.dev/{policy}"
 """A Kubernetes object excluded by config must also carry this annotation with the reason (and ticket)."""
 
+
+def string_list(description: str, default: Sequence[str] = (), **item: Any) -> dict[str, Any]:
+    """JSON schema of a list-of-strings parameter (`item` adds keywords such as pattern or format)."""
+    return {"type": "array", "items": {"type": "string", **item}, "default": list(default), "description": description}
+
+
 EXEMPTION_SCHEMA: dict[str, dict[str, Any]] = {
-    "excludeFor": {
-        "type": "array",
-        "items": {"type": "string", "format": "regex"},
-        "default": [],
-        "description": "Resource names (regular expressions) this policy skips.",
-    },
-    "includeFor": {
-        "type": "array",
-        "items": {"type": "string", "format": "regex"},
-        "default": [],
-        "description": "When non-empty, only resource names matching one of these are checked.",
-    },
+    "excludeFor": string_list("Resource names (regular expressions) this policy skips.", format="regex"),
+    "includeFor": string_list("When non-empty, only resource names matching one of these are checked.", format="regex"),
     "ignoreCase": {"type": "boolean", "default": False, "description": "Match the name patterns case-insensitively."},
 }
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from pulumi_policy import ResourceValidationArgs, Severity
 
-from policies.base import Config, Meta, as_int, get, items, listed, resource_policy
+from policies.base import Config, Meta, as_int, get, items, listed, resource_policy, string_list
 from policies.kube import GATEWAY, HPA, INFERENCE_POOL
 
 SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
@@ -81,14 +81,7 @@ POLICIES = [
             "Gateways use a GatewayClass the GKE Inference Gateway supports.",
             Severity.MEDIUM,
             "Set gateway.gateway_class to gke-l7-rilb (internal) or gke-l7-regional-external-managed.",
-            params={
-                "allowedClasses": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "default": list(REGIONAL_GATEWAY_CLASSES),
-                    "description": "GatewayClass names this environment may use.",
-                }
-            },
+            params={"allowedClasses": string_list("GatewayClass names this environment may use.", REGIONAL_GATEWAY_CLASSES)},
         ),
         [GATEWAY],
         _gateway_class,

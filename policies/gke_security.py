@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
-from policies.base import Config, Meta, get, is_unknown, items, resource_policy
+from policies.base import Config, Meta, get, is_unknown, items, resource_policy, string_list
 from policies.inventory import CLUSTER, NODE_POOL, Pool, pool_name
 
 SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
@@ -168,12 +168,9 @@ def _logging_monitoring(args: ResourceValidationArgs, cfg: Config) -> Iterator[s
         yield f"loggingConfig.enableComponents lacks {', '.join(missing)}"
 
 
-RELEASE_CHANNELS = {
-    "type": "array",
-    "items": {"enum": ["RAPID", "REGULAR", "STABLE"]},
-    "default": ["REGULAR", "STABLE"],
-    "description": "Release channels this environment accepts.",
-}
+RELEASE_CHANNELS = string_list(
+    "Release channels this environment accepts.", ["REGULAR", "STABLE"], enum=["RAPID", "REGULAR", "STABLE"]
+)
 
 POLICIES = [
     resource_policy(

@@ -13,7 +13,7 @@ from typing import Any
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
 from infra.catalog import load as load_catalog
-from policies.base import Config, Meta, get, items, listed, mapping, resource_policy
+from policies.base import Config, Meta, get, items, listed, mapping, resource_policy, string_list
 from policies.kube import (
     ACCELERATOR_RESOURCES,
     CLUSTER_SCOPED_KINDS,
@@ -218,12 +218,7 @@ def _secret_env(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
                 yield f"{where}: env {env['name']} holds a literal value; use valueFrom.secretKeyRef"
 
 
-CAPABILITIES = {
-    "type": "array",
-    "items": {"type": "string", "pattern": "^[A-Z_]+$"},
-    "default": [],
-    "description": "Linux capabilities containers may add (PSS baseline allows only a fixed list).",
-}
+CAPABILITIES = string_list("Linux capabilities containers may add (PSS baseline allows only a fixed list).", pattern="^[A-Z_]+$")
 
 POLICIES = [
     resource_policy(
@@ -304,14 +299,7 @@ POLICIES = [
             Severity.MEDIUM,
             "Set automountServiceAccountToken=false and a dedicated serviceAccountName (with Workload Identity if it needs GCP).",
             cis="4.1.6",
-            params={
-                "allowTokenFor": {
-                    "type": "array",
-                    "items": {"type": "string", "format": "regex"},
-                    "default": [],
-                    "description": "Workloads (name patterns) that need the Kubernetes API.",
-                }
-            },
+            params={"allowTokenFor": string_list("Workloads (name patterns) that need the Kubernetes API.", format="regex")},
         ),
         WORKLOAD_TYPES,
         _sa_token,

@@ -14,7 +14,7 @@ from typing import Any
 from pulumi_policy import EnforcementLevel, PolicyResource, Severity, StackValidationArgs
 
 from infra import sizing
-from policies.base import Config, Finding, Meta, as_int, get, is_unknown, items, listed, mapping, stack_policy
+from policies.base import Config, Finding, Meta, as_int, get, is_unknown, items, listed, mapping, stack_policy, string_list
 from policies.gateway_autoscaling import REGIONAL_GATEWAY_CLASSES, SUBNETWORK
 from policies.inventory import Pool, Stack, Workload
 from policies.kube import (
@@ -569,12 +569,11 @@ POLICIES = [
             "their own identities through Workload Identity.",
             cis="5.2.1",
             params={
-                "allowedRoles": {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": "^roles/"},
-                    "default": ["roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader"],
-                    "description": "Project roles a node service account may hold.",
-                }
+                "allowedRoles": string_list(
+                    "Project roles a node service account may hold.",
+                    ["roles/container.defaultNodeServiceAccount", "roles/artifactregistry.reader"],
+                    pattern="^roles/",
+                )
             },
         ),
         _node_sa_roles,
@@ -603,12 +602,9 @@ POLICIES = [
             Severity.MEDIUM,
             "Add a gcp.projects.Service for the API (preview passes without it; up fails, pulumi-gcp#574).",
             params={
-                "requiredApis": {
-                    "type": "array",
-                    "items": {"type": "string", "pattern": r"^[a-z0-9.-]+\.googleapis\.com$"},
-                    "default": [],
-                    "description": "APIs required beyond those derived from resource types.",
-                }
+                "requiredApis": string_list(
+                    "APIs required beyond those derived from resource types.", pattern=r"^[a-z0-9.-]+\.googleapis\.com$"
+                )
             },
         ),
         _required_apis,

@@ -48,6 +48,16 @@ def stack_messages(policy: str, platform: list[Captured], **overrides: Any) -> l
     return messages(policy, *serving_stack(platform, **overrides))
 
 
+def with_cluster(platform: list[Captured], **changes: Any) -> list[Captured]:
+    """The platform with the cluster's inputs changed ('a.b' paths as `a__b` keywords), its dependencies kept."""
+    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
+    inputs = cluster.inputs
+    for path, value in changes.items():
+        inputs = mutate(inputs, path.replace("__", "."), value)
+    deps = {k: [r for r in platform if r.urn in v] for k, v in cluster.property_dependencies.items()}
+    return [r for r in platform if r is not cluster] + [captured(cluster.type, cluster.name, inputs, deps=deps)]
+
+
 def test_compliant_stack_passes_every_policy_at_mandatory(platform: list[Captured]) -> None:
     found = run_pack(serving_stack(platform), POLICIES, {p.name: "mandatory" for p in POLICIES})
     assert found == []
@@ -216,9 +226,7 @@ def test_pod_monitoring_selector_and_namespace(platform: list[Captured]) -> None
 
 
 def test_pod_monitoring_needs_managed_prometheus(platform: list[Captured]) -> None:
-    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
-    off = captured(cluster.type, cluster.name, mutate(cluster.inputs, "monitoringConfig.managedPrometheus.enabled", False))
-    stack = serving_stack([r for r in platform if r is not cluster] + [off])
+    stack = serving_stack(with_cluster(platform, monitoringConfig__managedPrometheus__enabled=False))
     assert messages("inf-stack-gmp-podmonitoring", *stack) == [
         "cluster cluster-gke: monitoringConfig.managedPrometheus.enabled is not true but 1 PodMonitoring(s) need it"
     ]
@@ -254,9 +262,7 @@ def test_gcsfuse_volume_needs_the_csi_driver(platform: list[Captured]) -> None:
     volume = [{"name": "weights", "csi": {"driver": "gcsfuse.csi.storage.gke.io", "volumeAttributes": {"bucketName": "m"}}}]
     vllm = mutate(VLLM, "spec.template.spec.volumes", volume)
     assert stack_messages("inf-stack-gcsfuse-addon", platform, vllm=vllm) == []
-    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
-    off = captured(cluster.type, cluster.name, mutate(cluster.inputs, "addonsConfig.gcsFuseCsiDriverConfig.enabled", False))
-    stack = serving_stack([r for r in platform if r is not cluster] + [off], vllm=vllm)
+    stack = serving_stack(with_cluster(platform, addonsConfig__gcsFuseCsiDriverConfig__enabled=False), vllm=vllm)
     assert messages("inf-stack-gcsfuse-addon", *stack) == [
         "Deployment inference/gemma-9b mounts a GCS FUSE volume but cluster cluster-gke has the GCS FUSE CSI driver off"
     ]
