@@ -160,3 +160,28 @@ def test_prod_requires_digests_and_forbids_bucket_lock() -> None:
     prod = json.loads((REPO / "stacks" / "policy.prod.json").read_text())
     assert prod["inf-k8s-image-pinned"]["requireDigest"] is True
     assert prod["inf-gcs-no-lock-outside-prod"]["allowBucketLock"] is False
+
+
+def test_readme_catalogue_matches_the_pack_and_config_files() -> None:
+    from policies import cost, gateway_autoscaling, gke_security, k8s_workloads, node_pools, stack_consistency, storage
+
+    module = {
+        p.name: m.__name__.rsplit(".", 1)[-1]
+        for m in (gke_security, node_pools, storage, k8s_workloads, gateway_autoscaling, stack_consistency, cost)
+        for p in m.POLICIES
+    }
+    per_env = {env: levels(env) for env in ENVIRONMENTS}
+    expected = [
+        [
+            f"`{p.name}`",
+            module[p.name],
+            "stack" if isinstance(p, StackValidationPolicy) else "resource",
+            p.severity.value if p.severity else "",
+            p.framework.reference or "" if p.framework else "",
+            *(per_env[env][p.name].value for env in ENVIRONMENTS),
+        ]
+        for p in POLICIES
+    ]
+    readme = (REPO / "policies" / "README.md").read_text().splitlines()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in readme if line.startswith("| `inf-")]
+    assert rows[: len(expected)] == expected
