@@ -11,6 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from infra import sizing
+from infra.catalog import load as load_catalog
 from infra.plan import Captured
 from infra.policy_runner import Violation, run
 from policies.registry import POLICIES
@@ -163,6 +165,8 @@ PROXY_SUBNET: dict[str, Any] = {
 # ---------------------------------------------------------------------------- Kubernetes objects
 
 DIGEST = "sha256:" + "0" * 64
+SLICE = load_catalog().tpu_slice("v6e", TPU_POOL["placementPolicy"]["tpuTopology"], TPU_POOL["nodeConfig"]["machineType"])
+"""The slice TPU_POOL forms: the LWS fixture's size and TPU limit are derived from it, as the platform derives them."""
 
 
 def container(name: str, image: str, *, port: str = "http", number: int = 8000, **limits: str) -> dict[str, Any]:
@@ -222,7 +226,7 @@ LWS: dict[str, Any] = {
     "spec": {
         "replicas": 1,
         "leaderWorkerTemplate": {
-            "size": 5,
+            "size": sizing.lws_group_size(SLICE),
             "leaderTemplate": {
                 "metadata": {"labels": {"app": "llama-405b"}},
                 "spec": pod_spec(
@@ -233,7 +237,11 @@ LWS: dict[str, Any] = {
                             port="metrics",
                             number=9100,
                         ),
-                        "args": ["--server_port=29001", "--instance_count=1", "--instance_type=tpuv6e:4x4"],
+                        "args": [
+                            "--server_port=29001",
+                            f"--instance_count={sizing.pathways_flags(SLICE).instance_count}",
+                            f"--instance_type={sizing.pathways_flags(SLICE).instance_type}",
+                        ],
                     },
                     selector={"cloud.google.com/compute-class": "tpu-v6e-4x4"},
                 ),
@@ -246,7 +254,7 @@ LWS: dict[str, Any] = {
                         "us-docker.pkg.dev/cloud-tpu-v2-images/pathways/server:jax-0.5.3",
                         port="worker",
                         number=29005,
-                        **{"google.com/tpu": "4"},
+                        **{"google.com/tpu": str(SLICE.chips_per_vm)},
                     ),
                     selector={"cloud.google.com/compute-class": "tpu-v6e-4x4"},
                 ),

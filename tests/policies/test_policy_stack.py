@@ -24,9 +24,12 @@ from fixtures import (
     violations,
 )
 
+from infra import sizing
 from infra.catalog import load as load_catalog
+from infra.config import SystemPool
 from infra.plan import Capture, Captured, StackFile, run
 from infra.policy_runner import run as run_pack
+from infra.report import SYSTEM_POOL_ZONES
 from policies.registry import POLICIES
 from policies.stack_consistency import POLICIES as STACK_POLICIES
 
@@ -362,18 +365,19 @@ def test_cost_prices_pools_from_the_catalog(platform: list[Captured], prod: Capt
     """Estimate = system pool + 4x4 slice (reservation at on-demand) + spot L4 pool, at full scale, from the catalog."""
     catalog = load_catalog()
     slice_ = catalog.tpu_slice("v6e", "4x4")
+    system = SystemPool()
     hourly = (
-        catalog.machine_prices[("e2-standard-4", "us-east5")].on_demand * 2 * 3
+        catalog.machine_prices[(system.machine_type, "us-east5")].on_demand * system.max_nodes_per_zone * SYSTEM_POOL_ZONES
         + catalog.tpu_chip_prices[("v6e", "us-east5")].on_demand * slice_.chips
         + catalog.machine_prices[("g2-standard-24", "us-east5")].spot * 2
     )
-    monthly = hourly * 730
+    monthly = hourly * sizing.HOURS_PER_MONTH
     budget = round(monthly) - 1
     found = messages("inf-stack-cost-budget", *serving_stack(platform), config={"monthlyBudgetUsd": budget})
     assert found == [
         f"estimated {monthly:,.0f} USD/month at full scale exceeds the budget of {budget:,.0f} USD "
         f"(policy config monthlyBudgetUsd); largest pool: v6e-4x4 at "
-        f"{catalog.tpu_chip_prices[('v6e', 'us-east5')].on_demand * slice_.chips * 730:,.0f} USD/month"
+        f"{catalog.tpu_chip_prices[('v6e', 'us-east5')].on_demand * slice_.chips * sizing.HOURS_PER_MONTH:,.0f} USD/month"
     ]
     assert messages("inf-stack-cost-budget", *serving_stack(platform), config={"monthlyBudgetUsd": budget + 2}) == []
 
