@@ -16,7 +16,7 @@ from pulumi_policy import EnforcementLevel, PolicyResource, Severity, StackValid
 from infra import sizing
 from policies.base import Config, Finding, Meta, as_int, get, is_unknown, items, listed, mapping, stack_policy, string_list
 from policies.gateway_autoscaling import REGIONAL_GATEWAY_CLASSES, SUBNETWORK
-from policies.inventory import Pool, Stack, Workload
+from policies.inventory import Pool, Stack, Workload, slice_text
 from policies.kube import (
     ACCELERATOR_SELECTORS,
     COMPUTE_CLASS_LABEL,
@@ -58,7 +58,7 @@ def _label(w: Workload, t: PodTemplate | None = None) -> str:
 
 def _pool_summary(pools: list[Pool]) -> str:
     def one(p: Pool) -> str:
-        shape = p.tpu.label if p.tpu else f"{p.gpus_per_vm}x {p.gpu.gke_accelerator}" if p.gpu else p.machine_type
+        shape = slice_text(p.tpu) if p.tpu else f"{p.gpus_per_vm}x {p.gpu.gke_accelerator}" if p.gpu else p.machine_type
         return f"{p.name}: {shape}"
 
     return "; ".join(one(p) for p in pools) or "none"
@@ -133,7 +133,7 @@ def _lws_size(args: StackValidationArgs, cfg: Config) -> Iterator[Finding]:
         size = as_int(get(w.resource.props, "spec.leaderWorkerTemplate.size")) or 1
         if size != expected:
             yield Finding(
-                f"{_label(w)}: size {size} but {slices} x {slice_.label}"
+                f"{_label(w)}: size {size} but {slices} x {slice_text(slice_)}"
                 f"{' + 1 Pathways leader' if pathways_leader else ''} needs {expected}",
                 w.resource,
             )

@@ -44,7 +44,25 @@ def prod() -> Capture:
 
 @pytest.fixture(scope="module")
 def platform(prod: Capture) -> list[Captured]:
-    return list(prod.resources)
+    """The captured prod core (providers, network, cluster, system pool, node identity); the fixtures add the rest.
+
+    Pools, storage, project services and Kubernetes objects the program may also register are left out,
+    so each test controls exactly what its stack holds.
+    """
+    core = ("pulumi:", "gke-inference:network:", "gke-inference:cluster:", "gke-inference:identity:", "gcp:compute/")
+    core_types = ("gcp:container/cluster:Cluster", "gcp:serviceaccount/account:Account", "gcp:projects/iAMMember:IAMMember")
+    accelerator_machines = {m for g in (*load_catalog().tpus.values(), *load_catalog().gpus.values()) for m in g.machine_types}
+    return [
+        r
+        for r in prod.resources
+        if r.type.startswith(core)
+        or r.type in core_types
+        or (r.type == "gcp:container/nodePool:NodePool" and r.inputs["nodeConfig"]["machineType"] not in accelerator_machines)
+    ]
+
+
+def node_role_binding(platform: list[Captured], role: str) -> str:
+    return next(r.name for r in platform if r.type == "gcp:projects/iAMMember:IAMMember" and r.inputs["role"] == role)
 
 
 def stack_messages(policy: str, platform: list[Captured], **overrides: Any) -> list[str]:
@@ -303,8 +321,9 @@ def test_node_service_account_roles(platform: list[Captured]) -> None:
 
 def test_node_sa_roles_are_configurable(platform: list[Captured]) -> None:
     config = {"allowedRoles": ["roles/container.defaultNodeServiceAccount"]}
+    binding = node_role_binding(platform, "roles/artifactregistry.reader")
     assert messages("inf-stack-node-sa-roles", *serving_stack(platform), config=config) == [
-        "node service account binding cluster-nodes-artifactregistry.reader grants roles/artifactregistry.reader; "
+        f"node service account binding {binding} grants roles/artifactregistry.reader; "
         "allowed: roles/container.defaultNodeServiceAccount"
     ]
 
