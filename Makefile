@@ -24,8 +24,9 @@ lint: install
 test: lint ## lint, type-check and the whole test suite
 	$(BIN)/pytest
 
-bench: install ## plan-time benchmark for every stack
+bench: install ## plan-time and policy-pack benchmarks for every stack
 	$(BIN)/python benchmarks/plan_time.py
+	$(BIN)/python benchmarks/policy_time.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache

@@ -22,6 +22,8 @@ class NetworkArgs:
     services_cidr: str
     proxy_only_cidr: str | None
     """REGIONAL_MANAGED_PROXY range; None creates no proxy-only subnet (no regional L7 gateway)."""
+    protect: bool = False
+    """Protect the proxy-only subnet: every regional gateway of the VPC depends on it (policy inf-stateful-protected)."""
 
 
 class Network(pulumi.ComponentResource):
@@ -79,7 +81,7 @@ class Network(pulumi.ComponentResource):
                 ip_cidr_range=args.proxy_only_cidr,
                 purpose="REGIONAL_MANAGED_PROXY",
                 role="ACTIVE",
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
             )
         router = gcp.compute.Router(
             f"{name}-router",

@@ -62,6 +62,8 @@ class ClusterTarget:
     cluster: pulumi.Input[str]
     node_service_account: pulumi.Input[str]
     auto_upgrade: bool = True
+    protect: bool = False
+    """Guard accelerator pools in prod: a deleted slice's capacity may not come back."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class TpuSlicePool(pulumi.ComponentResource):
                     **capacity_settings(cfg.provisioning, cfg.reservation),
                     **class_selection(pool.name, args.compute_class),
                 ),
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+                opts=pulumi.ResourceOptions(parent=self, protect=target.protect, ignore_changes=["initialNodeCount"]),
             )
             self.node_pools.append(created.name)
         self.register_outputs({"node_pools": self.node_pools})
@@ -182,7 +184,7 @@ class GpuNodePool(pulumi.ComponentResource):
                 **class_selection(pool.name, args.compute_class),
                 **extra,
             ),
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
+            opts=pulumi.ResourceOptions(parent=self, protect=target.protect, ignore_changes=["initialNodeCount"]),
         )
         self.node_pool = created.name
         self.register_outputs({"node_pool": self.node_pool})

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from infra import diff as diff_mod
-from infra import render, report
+from infra import policy_runner, render, report
 from infra.config import ConfigError
-from infra.plan import StackFile, run
+from infra.plan import Capture, StackFile, run
 from infra.versions import KUBERNETES_MINOR
 
 EXIT_OK, EXIT_CHECKS, EXIT_CONFIG = 0, 1, 2
@@ -36,21 +36,46 @@ def _stack_files(stacks: tuple[str, ...], stack_files: tuple[Path, ...], stacks_
     return paths
 
 
+def policy_config_path(stack_path: Path, environment: str) -> Path | None:
+    """stacks/policy.<environment>.json beside the stack file, else in the stacks folder."""
+    name = f"policy.{environment}.json"
+    for folder in (stack_path.parent, _stacks_dir(None)):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def check_policies(stack_path: Path, stack_file: StackFile, capture: Capture) -> dict[str, object]:
+    """Run the policy pack over the capture; the summary's `policies` block."""
+    from policies.registry import POLICIES  # the pack imports the catalog and sizing; only `plan` needs it
+
+    config_path = policy_config_path(stack_path, capture.config.environment)
+    config = policy_runner.load_config(config_path) if config_path else {}
+    violations = policy_runner.run(capture.resources, POLICIES, config, stack_file.engine_config())
+    return {
+        "ran": True,
+        "config": config_path.name if config_path else None,
+        "mandatory": sum(v.mandatory for v in violations),
+        "violations": [v.as_json() for v in violations],
+    }
+
+
 def plan_one(path: Path, out: Path) -> int:
     """Plan one stack file into out/STACK; returns its exit code."""
     try:
         stack_file = StackFile.read(path)
         capture = run(stack_file)
+        policies = check_policies(path, stack_file, capture)
     except (ConfigError, ValueError) as error:
         click.echo(f"{path}: invalid configuration\n{error}", err=True)
         return EXIT_CONFIG
-    summary = render.write(capture, out)
+    summary = render.write(capture, out, policies)
     click.echo(report.terminal(summary))
     click.echo(f"  -> {out / capture.stack}")
     invalid = summary["manifests"]["schema_problems"]
     for problem in invalid:
         click.echo(f"{capture.stack}: manifest fails the Kubernetes {KUBERNETES_MINOR} schema: {problem}", err=True)
-    return EXIT_CHECKS if invalid else EXIT_OK
+    return EXIT_CHECKS if invalid or policies["mandatory"] else EXIT_OK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -78,6 +78,8 @@ class Captured:
     provider: str | None
     inputs: dict[str, Any]
     options: dict[str, Any]
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    """Input name -> URNs its value came from: how stack policies join a pool to its service account."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +92,7 @@ class Captured:
             "provider": self.provider,
             "inputs": self.inputs,
             "options": self.options,
+            "propertyDependencies": self.property_dependencies,
         }
 
 
@@ -132,6 +135,9 @@ class CapturingMonitor(mocks.MockMonitor):
                 custom=bool(request.custom),
                 parent=request.parent or None,
                 dependencies=sorted(set(request.dependencies)),
+                property_dependencies={
+                    key: sorted(set(deps.urns)) for key, deps in sorted(request.propertyDependencies.items()) if deps.urns
+                },
                 provider=_provider_ref(request.provider),
                 inputs=plain(json_format.MessageToDict(request.object)),
                 options={

@@ -63,6 +63,7 @@ def _network(
             pods_cidr=cfg.network.pods_cidr,
             services_cidr=cfg.network.services_cidr,
             proxy_only_cidr=cfg.network.proxy_only_cidr,
+            protect=cfg.protection.protect,
         ),
         opts,
     )
@@ -132,7 +133,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         )
         cluster_name, endpoint, kube = cluster.name, cluster.endpoint, cluster.kubeconfig
 
-    target = ClusterTarget(cfg.project, cfg.region, cluster_name, identity.email, cfg.cluster.auto_upgrade)
+    target = ClusterTarget(
+        cfg.project, cfg.region, cluster_name, identity.email, cfg.cluster.auto_upgrade, cfg.protection.protect
+    )
     for name, tpu in cfg.tpu_pools.items():
         TpuSlicePool(name, TpuSlicePoolArgs(tpu, target, cfg.compute_class_of(name)), opts)
     for name, gpu in cfg.gpu_pools.items():

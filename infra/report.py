@@ -317,7 +317,25 @@ def markdown(summary: dict[str, Any], diagram: str) -> str:
     if cost["unpriced"]:
         parts += ["", f"No price row for: {', '.join(cost['unpriced'])}."]
     parts += ["", "## Resources", "", _md(sorted(summary["resources"]["by_type"].items()), ["type", "count"]), ""]
+    parts += policies_markdown(summary["policies"])
     return "\n".join(parts)
+
+
+def policies_markdown(policies: dict[str, Any]) -> list[str]:
+    """The report's Policies section: every violation of the CrossGuard pack, mandatory first."""
+    if not policies["ran"]:
+        return []
+    found = sorted(policies["violations"], key=lambda v: (v["enforcement"] != "mandatory", v["policy"], v["resource"]))
+    lines = [
+        "## Policies",
+        "",
+        f"Pack run offline with `{policies['config'] or 'declared levels'}`: {len(found)} violation(s), {policies['mandatory']} mandatory.",
+        "",
+    ]
+    if found:
+        rows = [[v["enforcement"], v["policy"], v["resource"], v["message"]] for v in found]
+        lines += [_md(rows, ["enforcement", "policy", "resource", "message"]), ""]
+    return lines
 
 
 def terminal(summary: dict[str, Any]) -> str:
@@ -326,6 +344,14 @@ def terminal(summary: dict[str, Any]) -> str:
         f"{summary['stack']}: {summary['resources']['total']} resources, "
         f"${cost['hourly_min']:.2f}-{cost['hourly_max']:.2f}/h, ${cost['monthly_max']:,.0f}/month max"
     )
-    if not summary["workloads"]:
-        return head
-    return head + "\n" + tabulate(workload_rows(summary), headers=WORKLOAD_HEADERS, tablefmt="simple")
+    text = (
+        head
+        if not summary["workloads"]
+        else head + "\n" + tabulate(workload_rows(summary), headers=WORKLOAD_HEADERS, tablefmt="simple")
+    )
+    return text + "".join(policy_lines(summary["policies"]))
+
+
+def policy_lines(policies: dict[str, Any]) -> list[str]:
+    """Violations as the Pulumi CLI prints them: level, policy, (type: name), then the message."""
+    return [f"\n  [{v['enforcement']}]  {v['policy']}  ({v['resource']})\n      {v['message']}" for v in policies["violations"]]

@@ -1,0 +1,422 @@
+"""Stack policies on the captured prod platform plus a compliant serving layer: each breaks with one change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fixtures import (
+    CACHE,
+    COMPUTE_CLASS,
+    GPU_POOL,
+    HPA,
+    LWS,
+    NETWORK_POLICY,
+    PDB,
+    POD_MONITORING,
+    TPU_POOL,
+    VLLM,
+    captured,
+    messages,
+    mutate,
+    serving_stack,
+    violations,
+)
+
+from infra import sizing
+from infra.catalog import load as load_catalog
+from infra.config import SystemPool
+from infra.plan import Capture, Captured, StackFile, run
+from infra.policy_runner import run as run_pack
+from infra.report import SYSTEM_POOL_ZONES
+from policies.registry import POLICIES
+from policies.stack_consistency import POLICIES as STACK_POLICIES
+
+REPO = Path(__file__).resolve().parents[2]
+LWS_LABEL = "LeaderWorkerSet inference/llama-405b"
+
+
+@pytest.fixture(scope="module")
+def prod() -> Capture:
+    return run(StackFile.read(REPO / "stacks" / "Pulumi.prod.yaml"))
+
+
+@pytest.fixture(scope="module")
+def platform(prod: Capture) -> list[Captured]:
+    """The captured prod core (providers, network, cluster, system pool, node identity); the fixtures add the rest.
+
+    Pools, storage, project services and Kubernetes objects the program may also register are left out,
+    so each test controls exactly what its stack holds.
+    """
+    core = ("pulumi:", "gke-inference:network:", "gke-inference:cluster:", "gke-inference:identity:", "gcp:compute/")
+    core_types = ("gcp:container/cluster:Cluster", "gcp:serviceaccount/account:Account", "gcp:projects/iAMMember:IAMMember")
+    accelerator_machines = {m for g in (*load_catalog().tpus.values(), *load_catalog().gpus.values()) for m in g.machine_types}
+    return [
+        r
+        for r in prod.resources
+        if r.type.startswith(core)
+        or r.type in core_types
+        or (r.type == "gcp:container/nodePool:NodePool" and r.inputs["nodeConfig"]["machineType"] not in accelerator_machines)
+    ]
+
+
+def node_role_binding(platform: list[Captured], role: str) -> str:
+    return next(r.name for r in platform if r.type == "gcp:projects/iAMMember:IAMMember" and r.inputs["role"] == role)
+
+
+def stack_messages(policy: str, platform: list[Captured], **overrides: Any) -> list[str]:
+    return messages(policy, *serving_stack(platform, **overrides))
+
+
+def with_cluster(platform: list[Captured], **changes: Any) -> list[Captured]:
+    """The platform with the cluster's inputs changed ('a.b' paths as `a__b` keywords), its dependencies kept."""
+    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
+    inputs = cluster.inputs
+    for path, value in changes.items():
+        inputs = mutate(inputs, path.replace("__", "."), value)
+    deps = {k: [r for r in platform if r.urn in v] for k, v in cluster.property_dependencies.items()}
+    return [r for r in platform if r is not cluster] + [captured(cluster.type, cluster.name, inputs, deps=deps)]
+
+
+def test_compliant_stack_passes_every_policy_at_mandatory(platform: list[Captured]) -> None:
+    found = run_pack(serving_stack(platform), POLICIES, {p.name: "mandatory" for p in POLICIES})
+    assert found == []
+
+
+def test_the_compliant_stack_is_joined_not_vacuous(platform: list[Captured]) -> None:
+    """The zero above comes from real joins: removing the pools makes the placement policies fire."""
+    stack = [r for r in serving_stack(platform) if r.type != "gcp:container/nodePool:NodePool" or r.name == "cluster-system"]
+    assert {v.policy for v in run_pack(stack, STACK_POLICIES, {})} >= {
+        "inf-stack-workload-matches-pool",
+        "inf-stack-compute-class-capacity",
+        "inf-stack-anywhere-cache-placement",
+    }
+
+
+# ----------------------------------------------------------------------------------- placement
+
+
+def test_workload_selector_must_match_a_pool(platform: list[Captured]) -> None:
+    vllm = mutate(VLLM, "spec.template.spec.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
+    assert stack_messages("inf-stack-workload-matches-pool", platform, vllm=vllm) == [
+        "Deployment inference/gemma-9b: nodeSelector cloud.google.com/gke-accelerator=nvidia-h100-80gb matches no node pool "
+        "(have: system: e2-standard-4; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
+    ]
+
+
+def test_tpu_topology_selector_must_match_the_slice(platform: list[Captured]) -> None:
+    """google/sam#101: a 1x1 selector on a 4x4 pool stays Pending forever."""
+    lws = mutate(
+        LWS,
+        "spec.leaderWorkerTemplate.workerTemplate.spec.nodeSelector",
+        {"cloud.google.com/gke-tpu-accelerator": "tpu-v6e-slice", "cloud.google.com/gke-tpu-topology": "1x1"},
+    )
+    found = stack_messages("inf-stack-workload-matches-pool", platform, lws=lws)
+    assert found == [
+        f"{LWS_LABEL} (worker): nodeSelector cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice, "
+        "cloud.google.com/gke-tpu-topology=1x1 matches no node pool "
+        "(have: system: e2-standard-4; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
+    ]
+
+
+def test_unknown_compute_class_is_reported(platform: list[Captured]) -> None:
+    lws = mutate(LWS, "spec.leaderWorkerTemplate.leaderTemplate.spec.nodeSelector", {"cloud.google.com/compute-class": "tpu-v7"})
+    assert stack_messages("inf-stack-workload-matches-pool", platform, lws=lws) == [
+        f"{LWS_LABEL} (leader): compute class tpu-v7 is neither a ComputeClass nor a labelled pool"
+    ]
+
+
+def test_gpu_limit_above_one_node_is_reported(platform: list[Captured]) -> None:
+    vllm = mutate(VLLM, "spec.template.spec.containers.0.resources.limits.[nvidia.com/gpu]", "4")
+    vllm = mutate(vllm, "spec.template.spec.containers.0.resources.requests.[nvidia.com/gpu]", "4")
+    assert stack_messages("inf-stack-workload-matches-pool", platform, vllm=vllm) == [
+        "Deployment inference/gemma-9b: nvidia.com/gpu limit 4 exceeds the 2 GPUs of one node in l4x2"
+    ]
+
+
+def test_lws_size_tpu_limit_and_pathways_flags_follow_the_catalog(platform: list[Captured]) -> None:
+    slice_ = load_catalog().tpu_slice("v6e", "4x4")
+    lws = mutate(LWS, "spec.leaderWorkerTemplate.size", slice_.vms)  # forgot the Pathways leader
+    lws = mutate(lws, "spec.leaderWorkerTemplate.workerTemplate.spec.containers.0.resources.limits.[google.com/tpu]", "8")
+    lws = mutate(lws, "spec.leaderWorkerTemplate.workerTemplate.spec.containers.0.resources.requests.[google.com/tpu]", "8")
+    lws = mutate(lws, "spec.leaderWorkerTemplate.leaderTemplate.spec.containers.0.args.2", "--instance_type=tpuv6e:2x4")
+    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+        f"{LWS_LABEL}: size {slice_.vms} but 1 x v6e 4x4 (4x ct6e-standard-4t) + 1 Pathways leader needs {slice_.vms + 1}",
+        f"{LWS_LABEL}: worker google.com/tpu limit 8 but ct6e-standard-4t has {slice_.chips_per_vm} chips per VM",
+        f"{LWS_LABEL}: --instance_type=tpuv6e:2x4 but the pool forms tpuv6e:4x4",
+    ]
+
+
+def test_lws_size_counts_every_slice_of_a_multislice_group(platform: list[Captured]) -> None:
+    lws = mutate(LWS, "spec.leaderWorkerTemplate.leaderTemplate.spec.containers.0.args.1", "--instance_count=2")
+    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+        f"{LWS_LABEL}: size 5 but 2 x v6e 4x4 (4x ct6e-standard-4t) + 1 Pathways leader needs 9"
+    ]
+
+
+def test_lws_subgroup_must_be_one_slice(platform: list[Captured]) -> None:
+    lws = mutate(LWS, "spec.leaderWorkerTemplate.subGroupPolicy", {"subGroupSize": 2})
+    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+        f"{LWS_LABEL}: subGroupSize 2 but one 4x4 slice has 4 hosts"
+    ]
+
+
+def test_compute_class_without_capacity(platform: list[Captured]) -> None:
+    pool = mutate(TPU_POOL, "nodeConfig.taints", [])  # labelled but not tainted: GKE will not use it for the class
+    cc = mutate(COMPUTE_CLASS, "spec.priorities", [{"nodepools": ["v6e-4x8"]}])
+    assert stack_messages("inf-stack-compute-class-capacity", platform, tpu_pool=pool, compute_class=cc) == [
+        "ComputeClass tpu-v6e-4x4: priority 1 names node pool v6e-4x8, which does not exist",
+        "ComputeClass tpu-v6e-4x4: no node pool is labelled and tainted cloud.google.com/compute-class=tpu-v6e-4x4 or named "
+        "by a priority, and nodePoolAutoCreation is off: its pods stay Pending",
+    ]
+
+
+def test_compute_class_scale_up_anyway_on_accelerators(platform: list[Captured]) -> None:
+    cc = mutate(COMPUTE_CLASS, "spec.whenUnsatisfiable", "ScaleUpAnyway")
+    assert stack_messages("inf-stack-compute-class-capacity", platform, compute_class=cc) == [
+        "ComputeClass tpu-v6e-4x4: whenUnsatisfiable ScaleUpAnyway gives accelerator pods E2 nodes; expected DoNotScaleUp"
+    ]
+
+
+def test_anywhere_cache_zone_outside_bucket_and_pools(platform: list[Captured]) -> None:
+    cache = mutate(CACHE, "zone", "us-central1-c")
+    assert stack_messages("inf-stack-anywhere-cache-placement", platform, cache=cache) == [
+        "AnywhereCache models-us-east5-b: zone us-central1-c is not in bucket acme-test-models location US-EAST5",
+        "AnywhereCache models-us-east5-b: no accelerator node pool in us-central1-c (pool zones: us-east5-a, us-east5-b); "
+        "the cache serves same-zone clients only",
+    ]
+
+
+def test_anywhere_cache_one_per_zone(platform: list[Captured]) -> None:
+    stack = serving_stack(platform)
+    bucket = next(r for r in stack if r.type == "gcp:storage/bucket:Bucket")
+    twin = captured("gcp:storage/anywhereCache:AnywhereCache", "models-twin", CACHE, deps={"bucket": [bucket]})
+    assert messages("inf-stack-anywhere-cache-placement", *stack, twin) == [
+        "bucket acme-test-models has 2 Anywhere Caches in us-east5-b; one per zone is allowed"
+    ]
+
+
+# ------------------------------------------------------------------------------ gateway, metrics
+
+
+def _without(stack: list[Captured], name: str) -> list[Captured]:
+    return [r for r in stack if r.name != name]
+
+
+def test_gateway_needs_the_proxy_only_subnet_and_channel(platform: list[Captured]) -> None:
+    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
+    broken = captured(
+        cluster.type,
+        cluster.name,
+        mutate(
+            mutate(cluster.inputs, "gatewayApiConfig.channel", "CHANNEL_DISABLED"),
+            "addonsConfig.httpLoadBalancing.disabled",
+            True,
+        ),
+        deps={k: [r for r in platform if r.urn in v] for k, v in cluster.property_dependencies.items()},
+    )
+    stack = _without(serving_stack([r for r in platform if r is not cluster] + [broken]), "network-proxy-only")
+    assert messages("inf-stack-inference-gateway-prereqs", *stack) == [
+        "cluster cluster-gke: gatewayApiConfig.channel is CHANNEL_DISABLED; Gateway API objects need CHANNEL_STANDARD",
+        "cluster cluster-gke: the HTTP load balancing add-on is disabled; the GKE Gateway controller needs it",
+        "cluster cluster-gke: gateway class gke-l7-rilb needs exactly one ACTIVE REGIONAL_MANAGED_PROXY subnet in us-east5 "
+        "on the cluster's VPC; found 0",
+    ]
+
+
+def test_gateway_prereqs_not_applicable_without_gateway_objects(platform: list[Captured]) -> None:
+    stack = [r for r in _without(serving_stack(platform), "network-proxy-only") if "gateway.networking" not in r.type]
+    stack = [r for r in stack if "InferencePool" not in r.type]
+    assert messages("inf-stack-inference-gateway-prereqs", *stack) == []
+
+
+def test_pod_monitoring_port_must_be_declared(platform: list[Captured]) -> None:
+    """prometheus-engine#697: a port name the pods do not declare is silently never scraped."""
+    pm = mutate(POD_MONITORING, "spec.endpoints.0.port", "metrics")
+    assert stack_messages("inf-stack-gmp-podmonitoring", platform, pod_monitoring=pm) == [
+        "PodMonitoring gemma-9b: port metrics is not a container port of the selected pods (have: 8000, http)"
+    ]
+
+
+def test_pod_monitoring_selector_and_namespace(platform: list[Captured]) -> None:
+    pm = mutate(POD_MONITORING, "metadata.namespace", "monitoring")
+    assert stack_messages("inf-stack-gmp-podmonitoring", platform, pod_monitoring=pm) == [
+        "PodMonitoring gemma-9b: selector app=gemma-9b matches no pod template in namespace monitoring"
+    ]
+
+
+def test_pod_monitoring_needs_managed_prometheus(platform: list[Captured]) -> None:
+    stack = serving_stack(with_cluster(platform, monitoringConfig__managedPrometheus__enabled=False))
+    assert messages("inf-stack-gmp-podmonitoring", *stack) == [
+        "cluster cluster-gke: monitoringConfig.managedPrometheus.enabled is not true but 1 PodMonitoring(s) need it"
+    ]
+
+
+def test_hpa_target_must_exist(platform: list[Captured]) -> None:
+    hpa = mutate(HPA, "spec.scaleTargetRef.name", "gemma-2b")
+    assert stack_messages("inf-stack-hpa-target", platform, hpa=hpa) == [
+        "HPA gemma-9b: scaleTargetRef Deployment/gemma-2b does not exist in namespace inference"
+    ]
+
+
+def test_hpa_custom_metric_needs_a_pod_monitoring_on_the_target(platform: list[Captured]) -> None:
+    pm = mutate(POD_MONITORING, "spec.selector.matchLabels.app", "llama-405b")
+    assert stack_messages("inf-stack-hpa-target", platform, pod_monitoring=pm) == [
+        "HPA gemma-9b: metric prometheus.googleapis.com|vllm:num_requests_waiting|gauge but no PodMonitoring scrapes "
+        "Deployment/gemma-9b"
+    ]
+
+
+def test_pdb_and_network_policy(platform: list[Captured]) -> None:
+    pdb = mutate(PDB, "spec.maxUnavailable", 0)
+    netpol = mutate(NETWORK_POLICY, "spec.podSelector", {"matchLabels": {"app": "other"}})
+    assert stack_messages("inf-stack-pdb-and-netpol", platform, pdb=pdb, network_policy=netpol) == [
+        "Deployment inference/gemma-9b: PodDisruptionBudget serving allows no voluntary disruption",
+        "Deployment inference/gemma-9b: no NetworkPolicy selects its pods",
+        f"{LWS_LABEL}: PodDisruptionBudget serving allows no voluntary disruption",
+        f"{LWS_LABEL}: no NetworkPolicy selects its pods",
+    ]
+
+
+def test_gcsfuse_volume_needs_the_csi_driver(platform: list[Captured]) -> None:
+    volume = [{"name": "weights", "csi": {"driver": "gcsfuse.csi.storage.gke.io", "volumeAttributes": {"bucketName": "m"}}}]
+    vllm = mutate(VLLM, "spec.template.spec.volumes", volume)
+    assert stack_messages("inf-stack-gcsfuse-addon", platform, vllm=vllm) == []
+    stack = serving_stack(with_cluster(platform, addonsConfig__gcsFuseCsiDriverConfig__enabled=False), vllm=vllm)
+    assert messages("inf-stack-gcsfuse-addon", *stack) == [
+        "Deployment inference/gemma-9b mounts a GCS FUSE volume but cluster cluster-gke has the GCS FUSE CSI driver off"
+    ]
+
+
+# ------------------------------------------------------------------------------------ identity
+
+
+def test_node_service_account_roles(platform: list[Captured]) -> None:
+    account = next(r for r in platform if r.type == "gcp:serviceaccount/account:Account")
+    editor = captured(
+        "gcp:projects/iAMMember:IAMMember",
+        "cluster-nodes-editor",
+        {"project": "acme-inference-prod", "role": "roles/editor", "member": "[unknown]"},
+        deps={"member": [account]},
+    )
+    other = captured(
+        "gcp:projects/iAMMember:IAMMember",
+        "vllm-storage",
+        {
+            "project": "acme-inference-prod",
+            "role": "roles/storage.admin",
+            "member": "serviceAccount:vllm@x.iam.gserviceaccount.com",
+        },
+    )
+    found = violations("inf-stack-node-sa-roles", *serving_stack(platform), editor, other)
+    assert [(v.resource, v.message) for v in found] == [
+        (
+            "gcp:projects/iAMMember:IAMMember: cluster-nodes-editor",
+            "node service account binding cluster-nodes-editor grants roles/editor; allowed: "
+            "roles/artifactregistry.reader, roles/container.defaultNodeServiceAccount",
+        )
+    ]
+
+
+def test_node_sa_roles_are_configurable(platform: list[Captured]) -> None:
+    config = {"allowedRoles": ["roles/container.defaultNodeServiceAccount"]}
+    binding = node_role_binding(platform, "roles/artifactregistry.reader")
+    assert messages("inf-stack-node-sa-roles", *serving_stack(platform), config=config) == [
+        f"node service account binding {binding} grants roles/artifactregistry.reader; "
+        "allowed: roles/container.defaultNodeServiceAccount"
+    ]
+
+
+def test_cmek_bindings_for_keys_managed_in_the_stack(platform: list[Captured]) -> None:
+    key = captured("gcp:kms/cryptoKey:CryptoKey", "models-key", {"name": "models", "keyRing": "r"}, protect=True)
+    stack = serving_stack(platform)
+    bucket = next(r for r in stack if r.type == "gcp:storage/bucket:Bucket")
+    cmek = captured(bucket.type, bucket.name, bucket.inputs, protect=True, deps={"encryption": [key]})
+    rest = [r for r in stack if r is not bucket]
+    assert messages("inf-stack-cmek-bindings", *rest, key, cmek) == [
+        "Bucket models: no roles/cloudkms.cryptoKeyEncrypterDecrypter binding on its KMS key for the Cloud Storage service "
+        "agent in this stack"
+    ]
+    grant = captured(
+        "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+        "models-key-gcs",
+        {"cryptoKeyId": "[unknown]", "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter", "member": "[unknown]"},
+        deps={"cryptoKeyId": [key]},
+    )
+    assert messages("inf-stack-cmek-bindings", *rest, key, grant, cmek) == [
+        "Bucket models does not depend on models-key-gcs; it can be created before the key grant (403)"
+    ]
+    ordered = captured(bucket.type, bucket.name, bucket.inputs, deps={"encryption": [key]}, depends_on=[grant])
+    assert messages("inf-stack-cmek-bindings", *rest, key, grant, ordered) == []
+
+
+def test_cmek_bindings_for_external_keys_only_on_request(platform: list[Captured]) -> None:
+    stack = serving_stack(platform)
+    assert messages("inf-stack-cmek-bindings", *stack) == []
+    assert messages("inf-stack-cmek-bindings", *stack, config={"requireBindingsInStack": True}) == [
+        "Bucket models: no roles/cloudkms.cryptoKeyEncrypterDecrypter binding on its KMS key for the Cloud Storage service "
+        "agent in this stack",
+        "Cluster cluster-gke: no roles/cloudkms.cryptoKeyEncrypterDecrypter binding on its KMS key for the GKE service agent "
+        "in this stack",
+    ]
+
+
+def test_required_apis_once_the_stack_manages_apis(platform: list[Captured]) -> None:
+    stack = serving_stack(platform)
+    assert messages("inf-stack-required-apis", *stack) == []  # APIs enabled outside the stack
+    services = [
+        captured("gcp:projects/service:Service", api.split(".")[0], {"service": api, "disableOnDestroy": False})
+        for api in ("container.googleapis.com", "compute.googleapis.com", "iam.googleapis.com", "storage.googleapis.com")
+    ]
+    assert messages("inf-stack-required-apis", *stack, *services) == [
+        "API monitoring.googleapis.com is used by kubernetes:monitoring.googleapis.com/v1:PodMonitoring but no "
+        "gcp:projects/service:Service enables it",
+        "API networkservices.googleapis.com is used by kubernetes:gateway.networking.k8s.io/v1:Gateway but no "
+        "gcp:projects/service:Service enables it",
+    ]
+
+
+# ----------------------------------------------------------------------------------------- cost
+
+
+def test_cost_prices_pools_from_the_catalog(platform: list[Captured], prod: Capture) -> None:
+    """Estimate = system pool + 4x4 slice (reservation at on-demand) + spot L4 pool, at full scale, from the catalog."""
+    catalog = load_catalog()
+    slice_ = catalog.tpu_slice("v6e", "4x4")
+    system = SystemPool()
+    hourly = (
+        catalog.machine_prices[(system.machine_type, "us-east5")].on_demand * system.max_nodes_per_zone * SYSTEM_POOL_ZONES
+        + catalog.tpu_chip_prices[("v6e", "us-east5")].on_demand * slice_.chips
+        + catalog.machine_prices[("g2-standard-24", "us-east5")].spot * 2
+    )
+    monthly = hourly * sizing.HOURS_PER_MONTH
+    budget = round(monthly) - 1
+    found = messages("inf-stack-cost-budget", *serving_stack(platform), config={"monthlyBudgetUsd": budget})
+    assert found == [
+        f"estimated {monthly:,.0f} USD/month at full scale exceeds the budget of {budget:,.0f} USD "
+        f"(policy config monthlyBudgetUsd); largest pool: v6e-4x4 at "
+        f"{catalog.tpu_chip_prices[('v6e', 'us-east5')].on_demand * slice_.chips * sizing.HOURS_PER_MONTH:,.0f} USD/month"
+    ]
+    assert messages("inf-stack-cost-budget", *serving_stack(platform), config={"monthlyBudgetUsd": budget + 2}) == []
+
+
+def test_cost_reads_the_stack_budget_and_takes_the_lower(platform: list[Captured]) -> None:
+    stack = serving_stack(platform)
+    config = {"gke-inference:budget": '{"monthly_usd": 1000}'}
+    found = messages("inf-stack-cost-budget", *stack, stack_config=config, config={"monthlyBudgetUsd": 5000})
+    assert len(found) == 1 and "exceeds the budget of 1,000 USD (gke-inference:budget)" in found[0]
+    assert messages("inf-stack-cost-budget", *stack) == []  # no budget anywhere: nothing to compare
+
+
+def test_cost_reports_unpriced_pools(platform: list[Captured]) -> None:
+    pool = mutate(GPU_POOL, "location", "us-west9")
+    assert stack_messages("inf-stack-cost-budget", platform, gpu_pool=pool) == [
+        "no catalog price for g2-standard-24 in us-west9: pool l4x2 is left out of the estimate"
+    ]
+
+
+def test_stack_findings_on_excluded_resources_are_dropped(platform: list[Captured]) -> None:
+    pm = mutate(POD_MONITORING, "spec.endpoints.0.port", "metrics")
+    stack = serving_stack(platform, pod_monitoring=pm)
+    assert messages("inf-stack-gmp-podmonitoring", *stack, config={"excludeFor": ["gemma-.*"]}) == []
