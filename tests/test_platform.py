@@ -253,3 +253,25 @@ def test_existing_cluster_needs_an_existing_vpc() -> None:
         match=r"^gke-inference:network\.existing: an existing cluster runs in an existing VPC; expected network\.existing naming it, got nothing$",
     ):
         load_config(mutate(BASE, "gke-inference:cluster.existing", {"name": "shared-gke", "location": "us-east5"}), stack="t")
+
+
+@pytest.mark.parametrize(
+    ("provisioning", "expected"),
+    [
+        ("spot", {"spot": True}),
+        ("flex_start", {"flexStart": True}),
+        ("queued", {"reservationAffinity": {"consumeReservationType": "NO_RESERVATION"}}),
+    ],
+)
+def test_gpu_pool_capacity_models_and_image_cache(tmp_path: Path, provisioning: str, expected: dict[str, Any]) -> None:
+    pool = {"provisioning": provisioning, "local_ssd_count": 2, "secondary_boot_disk_image": "global/images/vllm-cache"}
+    raw = mutate(BASE, "gke-inference:gpu_pools.l4", {**BASE["gke-inference:gpu_pools"]["l4"], **pool})
+    path = tmp_path / "Pulumi.gpu.yaml"
+    path.write_text(yaml.safe_dump({"config": raw}))
+    items = [r.as_json() for r in run(StackFile.read(path)).resources]
+    p = by_name(items, NODE_POOL)["l4"]
+    assert expected.items() <= p["nodeConfig"].items()
+    assert p["nodeConfig"]["ephemeralStorageLocalSsdConfig"] == {"localSsdCount": 2}
+    assert p["nodeConfig"]["secondaryBootDisks"] == [{"diskImage": "global/images/vllm-cache", "mode": "CONTAINER_IMAGE_CACHE"}]
+    assert ("queuedProvisioning" in p) == (provisioning == "queued")
+    assert p["autoscaling"]["locationPolicy"] == "ANY"
