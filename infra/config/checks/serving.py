@@ -1,0 +1,104 @@
+"""What serving relies on: compute classes, the model bucket and its caches, the gateway and monitoring."""
+
+from __future__ import annotations
+
+from infra.config.checks.context import CheckContext, in_region
+from infra.config.checks.network_cluster import check_kms_key
+from infra.config.errors import ns_path, one_of
+from infra.config.schema import GpuPoolConfig, TpuPoolConfig
+
+
+def check_compute_classes(ctx: CheckContext) -> None:
+    claimed: dict[str, str] = {}
+    for name, cc in ctx.sections.compute_classes.items():
+        if cc.pool in claimed:
+            ctx.add(
+                ns_path("compute_classes", name, "pool"),
+                f"pool {cc.pool} is already selected by compute class {claimed[cc.pool]} (a node carries one class label)",
+                "one class per pool",
+                cc.pool,
+            )
+        claimed.setdefault(cc.pool, name)
+        base = ("compute_classes", name)
+        pools: dict[str, TpuPoolConfig | GpuPoolConfig] = {**ctx.sections.tpu_pools, **ctx.sections.gpu_pools}
+        if cc.pool not in pools:
+            ctx.add(
+                ns_path(*base, "pool"),
+                f"no TPU or GPU pool named {cc.pool}",
+                one_of(pools) if pools else "a pool name",
+                cc.pool,
+            )
+            continue
+        if "reservation" in cc.ladder and not pools[cc.pool].reservation:
+            ctx.add(
+                ns_path(*base, "ladder"),
+                f"pool {cc.pool} names no reservation to try first",
+                f"a reservation on {cc.pool}",
+                list(cc.ladder),
+            )
+        if len(set(cc.ladder)) != len(cc.ladder) or not cc.ladder:
+            ctx.add(ns_path(*base, "ladder"), "each capacity rung once", "distinct rungs", list(cc.ladder))
+        if "flex_start" in cc.ladder and "spot" in cc.ladder and cc.ladder.index("spot") < cc.ladder.index("flex_start"):
+            ctx.add(ns_path(*base, "ladder"), "spot is the last resort", "flex_start before spot", list(cc.ladder))
+
+
+def check_storage(ctx: CheckContext, pool_zones: set[str]) -> None:
+    ms = ctx.sections.model_storage
+    location = (ms.location or ctx.region).lower()
+    if ms.location and location != ctx.region:
+        ctx.add(
+            ns_path("model_storage", "location"),
+            "a bucket outside the cluster region pays egress and loads slowly",
+            ctx.region,
+            ms.location,
+        )
+    if ms.kms_key:
+        check_kms_key(ctx, ns_path("model_storage", "kms_key"), ms.kms_key, location)
+    if ms.anywhere_cache.enabled and ms.anywhere_cache.zones is not None:
+        zones = ms.anywhere_cache.zones
+        path = ns_path("model_storage", "anywhere_cache", "zones")
+        for z in zones:
+            if not in_region(z, location):
+                ctx.add(path, f"zone {z} is not in bucket location {location.upper()}", f"zones of {location}", z)
+            elif z not in pool_zones:
+                ctx.add(
+                    path,
+                    f"no accelerator pool runs in {z}; the cache serves same-zone clients only",
+                    one_of(pool_zones) if pool_zones else "a pool zone",
+                    z,
+                )
+        if len(set(zones)) != len(zones):
+            ctx.add(path, "one cache per zone per bucket", "distinct zones", list(zones))
+
+
+def check_gateway_and_monitoring(ctx: CheckContext) -> None:
+    gw, cluster, net = ctx.sections.gateway, ctx.sections.cluster, ctx.sections.network
+    if gw.enabled:
+        if net.proxy_only_cidr is None and net.existing is None:
+            ctx.add(
+                ns_path("network", "proxy_only_cidr"),
+                f"{gw.gateway_class} needs an ACTIVE REGIONAL_MANAGED_PROXY subnet in {ctx.region}",
+                "a CIDR",
+                None,
+            )
+        if cluster.gateway_api_channel == "CHANNEL_DISABLED":
+            ctx.add(
+                ns_path("cluster", "gateway_api_channel"),
+                "the Inference Gateway needs the Gateway API",
+                "CHANNEL_STANDARD",
+                cluster.gateway_api_channel,
+            )
+        if not cluster.http_load_balancing:
+            ctx.add(
+                ns_path("cluster", "http_load_balancing"),
+                "the GKE Gateway controller needs the HTTP load balancing add-on",
+                "true",
+                False,
+            )
+    if ctx.sections.workloads and not ctx.sections.observability.managed_prometheus:
+        ctx.add(
+            ns_path("observability", "managed_prometheus"),
+            "serving workloads get PodMonitorings, which need Managed Prometheus",
+            "true",
+            False,
+        )

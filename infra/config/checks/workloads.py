@@ -1,0 +1,211 @@
+"""Workloads: engine against pool kind, references to pools, and the memory fit from infra.sizing."""
+
+from __future__ import annotations
+
+from infra import sizing
+from infra.catalog import ModelArch
+from infra.config.checks.context import CheckContext
+from infra.config.errors import ns_path, one_of
+from infra.config.model import GpuPool, TpuPool, Workload
+from infra.config.schema import WorkloadConfig
+
+
+def workload(
+    ctx: CheckContext, name: str, c: WorkloadConfig, tpu: dict[str, TpuPool], gpu: dict[str, GpuPool]
+) -> Workload | None:
+    """The workload with its pools and memory fit; None when it cannot be placed, so nothing downstream sees it."""
+    base = ("workloads", name)
+    model = ctx.catalog.models.get(c.model)
+    if model is None:
+        ctx.add(ns_path(*base, "model"), "not a catalog model", one_of(ctx.catalog.models), c.model)
+        return None
+    auto = c.autoscaling
+    if auto and auto.min_replicas > auto.max_replicas:
+        ctx.add(
+            ns_path(*base, "autoscaling", "min_replicas"),
+            f"min_replicas {auto.min_replicas} > max_replicas {auto.max_replicas}",
+            f"<= {auto.max_replicas}",
+            auto.min_replicas,
+        )
+    if auto and not (ctx.sections.observability.managed_prometheus and ctx.sections.observability.custom_metrics_adapter):
+        ctx.add(
+            ns_path(*base, "autoscaling"),
+            "autoscaling on a server metric needs observability.managed_prometheus and observability.custom_metrics_adapter",
+            "both true",
+            "disabled",
+        )
+    if c.engine == "jetstream-pathways":
+        return _jetstream(ctx, name, base, c, model, tpu)
+    return _gpu_server(ctx, name, base, c, model, gpu)
+
+
+def _jetstream(
+    ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, tpu: dict[str, TpuPool]
+) -> Workload | None:
+    if c.gpu_pool or c.max_num_seqs or c.gpus:
+        ctx.add(
+            ns_path(*base, "engine"),
+            "jetstream-pathways runs on TPU pools only",
+            "tpu_pools and per_device_batch_size",
+            "gpu settings",
+        )
+    if c.per_device_batch_size is None:
+        ctx.add(
+            ns_path(*base, "per_device_batch_size"),
+            "jetstream-pathways needs a batch size per chip",
+            "a positive integer",
+            None,
+        )
+        return None
+    if not model.maxtext_name:
+        ctx.add(ns_path(*base, "model"), "no MaxText config for this model", "a model with a MaxText config", c.model)
+    want = 2 if c.mode == "disaggregated" else 1
+    if len(c.tpu_pools) != want:
+        ctx.add(
+            ns_path(*base, "tpu_pools"), f"{c.mode} serving uses {want} TPU pool(s)", f"{want} pool name(s)", list(c.tpu_pools)
+        )
+        return None
+    pools = []
+    for pool_name in c.tpu_pools:
+        if pool_name not in tpu:
+            if pool_name not in ctx.sections.tpu_pools:
+                ctx.add(
+                    ns_path(*base, "tpu_pools"),
+                    f"no TPU pool named {pool_name}",
+                    one_of(ctx.sections.tpu_pools) if ctx.sections.tpu_pools else "a tpu_pools entry",
+                    pool_name,
+                )
+            return None
+        pools.append(tpu[pool_name])
+    shapes = {(p.slice.topology, p.slice.machine_type) for p in pools}
+    if len(shapes) != 1:
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            "prefill and decode slices must have the same shape",
+            "pools of one topology and machine type",
+            sorted(shapes),
+        )
+        return None
+    slice_ = pools[0].slice
+    fit = sizing.tpu_fit(
+        model,
+        slice_,
+        weight_dtype=c.weight_dtype,
+        kv_dtype=c.kv_cache_dtype,
+        max_context=c.max_context,
+        per_device_batch_size=c.per_device_batch_size,
+    )
+    if not fit.fits:
+        smallest = sizing.smallest_tpu_slice(
+            ctx.catalog,
+            slice_.generation.name,
+            model,
+            weight_dtype=c.weight_dtype,
+            kv_dtype=c.kv_cache_dtype,
+            max_context=c.max_context,
+            per_device_batch_size=c.per_device_batch_size,
+        )
+        hint = (
+            f"smallest {slice_.generation.name} that fits: {smallest.topology}"
+            if smallest
+            else f"no {slice_.generation.name} slice fits"
+        )
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            f"{c.model} ({c.weight_dtype} weights, {c.kv_cache_dtype} KV, {fit.sequences} x {c.max_context} tokens) "
+            f"needs {fit.required_gib:.1f} GiB but {fit.shape} provides {fit.usable_gib:.1f} GiB",
+            f"a slice with >= {fit.required_gib:.1f} GiB ({hint})",
+            fit.shape,
+        )
+        return None
+    replicas = c.autoscaling.max_replicas if c.autoscaling else c.replicas
+    for pool in dict.fromkeys(c.tpu_pools):
+        needed = replicas * c.tpu_pools.count(pool)
+        capacity = tpu[pool].config.max_slices
+        if needed > capacity:
+            ctx.add(
+                ns_path(*base, "tpu_pools"),
+                f"{replicas} replica(s) need {needed} slice(s) of tpu_pools.{pool}, which holds {capacity}",
+                f"<= {capacity} slices",
+                needed,
+            )
+    if c.max_prefill_length and c.max_prefill_length >= c.max_context:
+        ctx.add(
+            ns_path(*base, "max_prefill_length"),
+            "prefill must leave room for output tokens",
+            f"< max_context ({c.max_context})",
+            c.max_prefill_length,
+        )
+    return Workload(name, c, model, fit, tpu_pools=tuple(pools))
+
+
+def _gpu_server(
+    ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, gpu: dict[str, GpuPool]
+) -> Workload | None:
+    if c.tpu_pools or c.per_device_batch_size:
+        ctx.add(ns_path(*base, "engine"), f"{c.engine} runs on GPU pools here", "gpu_pool and max_num_seqs", "TPU settings")
+    if c.mode != "interleaved":
+        ctx.add(ns_path(*base, "mode"), "disaggregated serving is built for jetstream-pathways only", "'interleaved'", c.mode)
+    if c.gpu_pool is None:
+        ctx.add(
+            ns_path(*base, "gpu_pool"),
+            f"{c.engine} needs a GPU pool",
+            one_of(ctx.sections.gpu_pools) if ctx.sections.gpu_pools else "a gpu_pools entry",
+            None,
+        )
+        return None
+    if c.gpu_pool not in gpu:
+        if c.gpu_pool not in ctx.sections.gpu_pools:
+            ctx.add(
+                ns_path(*base, "gpu_pool"),
+                f"no GPU pool named {c.gpu_pool}",
+                one_of(ctx.sections.gpu_pools) if ctx.sections.gpu_pools else "a gpu_pools entry",
+                c.gpu_pool,
+            )
+        return None
+    pool = gpu[c.gpu_pool]
+    seqs = c.max_num_seqs or 16
+    kwargs = dict(engine=c.engine, weight_dtype=c.weight_dtype, kv_dtype=c.kv_cache_dtype, max_context=c.max_context)
+    count = c.gpus or sizing.smallest_gpu_count(model, pool.gpu, max_num_seqs=seqs, **kwargs)  # type: ignore[arg-type]
+    if count is None:
+        ctx.add(
+            ns_path(*base, "gpu_pool"),
+            f"{c.model} does not fit on up to 64 {pool.gpu.name} GPUs",
+            "a larger GPU",
+            pool.gpu.name,
+        )
+        return None
+    fit = sizing.gpu_fit(model, pool.gpu, count, max_num_seqs=seqs, gpu_memory_utilization=c.gpu_memory_utilization, **kwargs)  # type: ignore[arg-type]
+    if not fit.fits:
+        ctx.add(
+            ns_path(*base, "gpus"),
+            f"{c.model} ({c.weight_dtype} weights, {c.kv_cache_dtype} KV, {seqs} x {c.max_context} tokens) "
+            f"needs {fit.required_gib:.1f} GiB but {fit.shape} provides {fit.usable_gib:.1f} GiB",
+            f"GPUs with >= {fit.required_gib:.1f} GiB usable",
+            fit.shape,
+        )
+        return None
+    layout = sizing.gpu_parallelism(count, pool.gpus_per_vm)
+    if not sizing.valid_tensor_parallel(model, layout.tensor_parallel):
+        ctx.add(
+            ns_path(*base, "gpus"),
+            f"tensor-parallel size {layout.tensor_parallel} does not divide {model.q_heads} attention heads",
+            "a divisor of the heads",
+            count,
+        )
+    pool_nodes = pool.config.max_nodes_per_zone * len(pool.zones)
+    if layout.nodes > pool_nodes:
+        ctx.add(
+            ns_path(*base, "gpus"),
+            f"one replica needs {layout.nodes} {pool.config.machine_type} node(s) but gpu_pools.{pool.name} scales to {pool_nodes}",
+            f"<= {pool_nodes * pool.gpus_per_vm} GPUs, or a larger pool",
+            count,
+        )
+    if count > pool.gpus_per_vm and count % pool.gpus_per_vm:
+        ctx.add(
+            ns_path(*base, "gpus"),
+            f"a multi-node replica uses whole {pool.config.machine_type} nodes ({pool.gpus_per_vm} GPUs)",
+            f"a multiple of {pool.gpus_per_vm}",
+            count,
+        )
+    return Workload(name, c, model, fit, gpu_pool=pool, gpus=count)

@@ -1,0 +1,253 @@
+"""The sections of the stack file as pydantic models: one field per key, snake_case as written there."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra import sizing
+from infra.catalog import Provisioning
+
+Environment = Literal["dev", "staging", "prod"]
+Dtype = sizing.Dtype
+Engine = sizing.Engine
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+DNS_LABEL = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL)]
+Cidr = Annotated[str, Field(pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ExistingNetwork(_Section):
+    network: str = Field(description="Name of an existing VPC network in the project.")
+    subnetwork: str = Field(description="Name of an existing regional subnetwork with the secondary ranges.")
+    pods_range_name: str = Field(description="Secondary range name for pods.")
+    services_range_name: str = Field(description="Secondary range name for services.")
+
+
+class NetworkConfig(_Section):
+    """VPC layout. Defaults fit one regional cluster per VPC with room for large TPU pools."""
+
+    existing: ExistingNetwork | None = Field(None, description="Use an existing VPC instead of creating one.")
+    subnet_cidr: Cidr = Field("10.0.0.0/20", description="Primary range of the node subnet.")
+    pods_cidr: Cidr = Field("10.16.0.0/14", description="Secondary range for pods (VPC-native).")
+    services_cidr: Cidr = Field("10.20.0.0/20", description="Secondary range for services.")
+    proxy_only_cidr: Cidr | None = Field(
+        "10.0.16.0/23", description="REGIONAL_MANAGED_PROXY subnet for regional L7 gateways; null to omit."
+    )
+    master_cidr: Cidr = Field("172.16.0.0/28", description="Control-plane range of the private cluster (/28).")
+
+
+class AuthorizedNetwork(_Section):
+    cidr: Cidr
+    name: str
+
+
+class MaintenanceWindow(_Section):
+    start_time: str = Field("2026-01-03T03:00:00Z", description="RFC 3339 start of the first window (UTC).")
+    end_time: str = Field("2026-01-03T09:00:00Z", description="RFC 3339 end of the first window (UTC).")
+    recurrence: str = Field("FREQ=WEEKLY;BYDAY=SA,SU", description="RFC 5545 RRULE of the window.")
+
+
+class SystemPool(_Section):
+    machine_type: str = Field("e2-standard-4", description="Machine type of the system pool.")
+    min_nodes_per_zone: NonNegativeInt = 1
+    max_nodes_per_zone: PositiveInt = 2
+
+
+class NodeAutoProvisioning(_Section):
+    """Cluster autoscaler node auto-provisioning; TPU and GPU limits are derived from the pools."""
+
+    enabled: bool = True
+    cpu_max: PositiveInt = 2000
+    memory_max_gb: PositiveInt = 16000
+
+
+class ExistingCluster(_Section):
+    name: str
+    location: str
+
+
+class ClusterConfig(_Section):
+    """Regional GKE Standard cluster. Every default is the secure, production choice."""
+
+    name: DnsLabel = Field("inference", description="Cluster name (also the prefix of child names).")
+    existing: ExistingCluster | None = Field(None, description="Deploy into an existing cluster instead.")
+    release_channel: Literal["RAPID", "REGULAR", "STABLE", "UNSPECIFIED"] = "REGULAR"
+    auto_upgrade: bool = Field(True, description="Must stay true on a release channel (GKE rejects false).")
+    maintenance_window: MaintenanceWindow = MaintenanceWindow()
+    authorized_networks: tuple[AuthorizedNetwork, ...] = Field(
+        (), description="CIDRs allowed to reach the control plane; 0.0.0.0/0 is refused."
+    )
+    private_endpoint: bool = Field(False, description="Control plane reachable only from the VPC.")
+    gateway_api_channel: Literal["CHANNEL_STANDARD", "CHANNEL_EXPERIMENTAL", "CHANNEL_DISABLED"] = "CHANNEL_STANDARD"
+    http_load_balancing: bool = True
+    secrets_encryption_key: str | None = Field(
+        None, description="Cloud KMS key (projects/P/locations/REGION/keyRings/R/cryptoKeys/K) for etcd secrets."
+    )
+    system_pool: SystemPool = SystemPool()
+    node_auto_provisioning: NodeAutoProvisioning = NodeAutoProvisioning()
+    hpa_profile: Literal["PERFORMANCE", "NONE"] = "PERFORMANCE"
+
+
+class SliceAutoscaling(_Section):
+    """Autoscaling in whole slices: a multi-host slice is created and removed as one unit."""
+
+    min_slices: NonNegativeInt = 0
+    max_slices: PositiveInt = 1
+
+
+class TpuPoolConfig(_Section):
+    generation: Literal["v5e", "v5p", "v6e"] = "v6e"
+    topology: str = Field(description="Slice topology, e.g. 2x4 or 4x4.")
+    machine_type: str | None = Field(None, description="Defaults to the catalog's default for the topology.")
+    zones: tuple[str, ...] | None = Field(
+        None, description="Node locations; default: the first zone of the region offering the generation."
+    )
+    slices: PositiveInt = Field(1, description="Identical slices (one node pool each).")
+    node_count: PositiveInt | None = Field(None, description="Optional cross-check: nodes per node pool.")
+    provisioning: Provisioning = "on_demand"
+    reservation: str | None = Field(None, description="Specific reservation name (provisioning: reservation).")
+    autoscaling: SliceAutoscaling | None = None
+
+    @property
+    def slices_per_pool(self) -> tuple[int, int]:
+        """(min, max) slices in each node pool: 1..1 unless autoscaled."""
+        return (self.autoscaling.min_slices, self.autoscaling.max_slices) if self.autoscaling else (1, 1)
+
+    @property
+    def max_slices(self) -> int:
+        """Slices across all the pool's node pools at full scale."""
+        return self.slices * self.slices_per_pool[1]
+
+
+class GpuPoolConfig(_Section):
+    gpu: str = Field(description="Catalog GPU: l4, a100-40gb, a100-80gb, h100-80gb, h200-141gb, b200.")
+    machine_type: str
+    zones: tuple[str, ...] | None = Field(None, description="Default: every zone of the region offering the GPU.")
+    min_nodes_per_zone: NonNegativeInt = 0
+    max_nodes_per_zone: PositiveInt = 1
+    provisioning: Literal["on_demand", "spot", "reservation", "flex_start", "queued"] = "on_demand"
+    reservation: str | None = None
+    driver_version: Literal["DEFAULT", "LATEST"] = "LATEST"
+    local_ssd_count: NonNegativeInt = Field(0, description="Local SSDs for ephemeral storage (model cache).")
+    secondary_boot_disk_image: str | None = Field(None, description="Container image cache disk image.")
+
+
+CapacityRung = Literal["reservation", "on_demand", "flex_start", "spot"]
+
+
+class ComputeClassConfig(_Section):
+    pool: str = Field(description="The TPU or GPU pool whose accelerator this class requests.")
+    ladder: tuple[CapacityRung, ...] = Field(("on_demand",), description="Capacity fallback order, first tried first.")
+    node_pool_auto_creation: bool = True
+    active_migration: bool = Field(True, description="Move pods back to higher priorities when they free up.")
+    when_unsatisfiable: Literal["DoNotScaleUp", "ScaleUpAnyway"] = "DoNotScaleUp"
+
+
+class AnywhereCacheConfig(_Section):
+    enabled: bool = True
+    zones: tuple[str, ...] | None = Field(None, description="Default: every zone where accelerator pools run.")
+    ttl_hours: Annotated[int, Field(ge=1, le=168)] = 24
+
+
+class ModelStorageConfig(_Section):
+    bucket_name: str | None = Field(None, description="Default: <project>-<env>-models.")
+    location: str | None = Field(None, description="Default: the cluster's region.")
+    versioning: bool = True
+    soft_delete_days: Annotated[int, Field(ge=0, le=90)] = 7
+    kms_key: str | None = None
+    anywhere_cache: AnywhereCacheConfig = AnywhereCacheConfig()
+
+
+class ObservabilityConfig(_Section):
+    managed_prometheus: bool = True
+    auto_monitoring: bool = Field(False, description="GMP auto-monitoring of supported apps (scope ALL).")
+    dcgm: bool = Field(True, description="GKE-managed DCGM metrics when GPU pools exist.")
+    scrape_interval: Annotated[str, Field(pattern=r"^\d+(s|m)$")] = "15s"
+    custom_metrics_adapter: bool = Field(True, description="Custom Metrics Stackdriver Adapter for HPAs.")
+
+
+class GatewayConfig(_Section):
+    enabled: bool = False
+    gateway_class: Literal["gke-l7-rilb", "gke-l7-regional-external-managed"] = "gke-l7-rilb"
+    listener_port: Annotated[int, Field(ge=1, le=65535)] = 80
+
+
+class AutoscalingConfig(_Section):
+    min_replicas: PositiveInt = 1
+    max_replicas: PositiveInt = 1
+    metric: str | None = Field(None, description="Server metric; default per engine (queue size).")
+    target: Annotated[float, Field(gt=0)] = 5
+
+
+Justification = Literal["throughput", "disaggregation", "latency"]
+
+
+class WorkloadConfig(_Section):
+    engine: Engine
+    model: str = Field(description="Catalog model, e.g. llama-3.1-405b.")
+    weight_dtype: Dtype = "bf16"
+    kv_cache_dtype: Dtype = "bf16"
+    max_context: PositiveInt = Field(2048, description="Max tokens per sequence (prompt + output).")
+    max_prefill_length: PositiveInt | None = Field(None, description="JetStream prefill length; default half the context.")
+    per_device_batch_size: PositiveInt | None = Field(None, description="JetStream sequences per chip.")
+    max_num_seqs: PositiveInt | None = Field(None, description="vLLM/Triton concurrent sequences per replica.")
+    gpu_memory_utilization: Annotated[float, Field(gt=0.1, le=0.98)] = 0.90
+    mode: Literal["interleaved", "disaggregated"] = "interleaved"
+    tpu_pools: tuple[str, ...] = Field((), description="JetStream: one pool, or two for disaggregated serving.")
+    gpu_pool: str | None = None
+    gpus: PositiveInt | None = Field(None, description="GPUs per replica; default: the fewest that fit.")
+    namespace: DnsLabel = "inference"
+    replicas: PositiveInt = 1
+    autoscaling: AutoscalingConfig | None = None
+    checkpoint: str | None = Field(None, description="Object path in the model bucket.")
+    justification: Justification | None = Field(None, description="Why memory is over-provisioned, if it is.")
+
+
+class ProtectionConfig(_Section):
+    """Guards against destroying state. Default: all on in prod, off elsewhere."""
+
+    protect: bool
+    deletion_protection: bool
+    retain_on_delete: bool
+
+    @classmethod
+    def for_environment(cls, env: Environment) -> ProtectionConfig:
+        on = env == "prod"
+        return cls(protect=on, deletion_protection=on, retain_on_delete=on)
+
+
+class BudgetConfig(_Section):
+    monthly_usd: Annotated[float, Field(gt=0)] | None = Field(None, description="Ceiling for the cost estimate.")
+
+
+class _Sections(_Section):
+    """The ``gke-inference:`` namespace: one field per top-level key."""
+
+    environment: Environment
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig = ClusterConfig()
+    tpu_pools: dict[DnsLabel, TpuPoolConfig] = {}
+    gpu_pools: dict[DnsLabel, GpuPoolConfig] = {}
+    compute_classes: dict[DnsLabel, ComputeClassConfig] = {}
+    model_storage: ModelStorageConfig = ModelStorageConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    gateway: GatewayConfig = GatewayConfig()
+    workloads: dict[DnsLabel, WorkloadConfig] = {}
+    protection: ProtectionConfig | None = None
+    budget: BudgetConfig = BudgetConfig()
+    hf_token: str | None = Field(None, description="Hugging Face token; secret config only.")
+
+
+SECRET_KEYS = frozenset({"hf_token"})
+DEFAULT_METRIC = {
+    "jetstream-pathways": "jetstream_prefill_backlog_size",
+    "vllm": "vllm:num_requests_waiting",
+    "triton": "nv_inference_queue_duration_us",
+}
