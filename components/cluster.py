@@ -8,8 +8,6 @@ import pulumi
 import pulumi_gcp as gcp
 import yaml
 
-from infra.config import ClusterConfig, ObservabilityConfig, ProtectionConfig
-
 
 @dataclass(frozen=True)
 class AcceleratorLimit:
@@ -17,6 +15,39 @@ class AcceleratorLimit:
 
     resource_type: str
     maximum: int
+
+
+@dataclass(frozen=True)
+class AuthorizedNetwork:
+    """A CIDR allowed to reach the control plane."""
+
+    cidr: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """Recurring window in which GKE may upgrade: RFC 3339 times and an RFC 5545 RRULE."""
+
+    start_time: str
+    end_time: str
+    recurrence: str
+
+
+@dataclass(frozen=True)
+class SystemPool:
+    """The small CPU pool for cluster add-ons; accelerator pools are separate components."""
+
+    machine_type: str
+    min_nodes_per_zone: int
+    max_nodes_per_zone: int
+
+
+@dataclass(frozen=True)
+class NodeAutoProvisioning:
+    enabled: bool
+    cpu_max: int
+    memory_max_gb: int
 
 
 @dataclass(frozen=True)
@@ -30,12 +61,27 @@ class ClusterArgs:
     pods_range_name: str
     services_range_name: str
     master_cidr: str
-    config: ClusterConfig
-    observability: ObservabilityConfig
-    protection: ProtectionConfig
     node_service_account: pulumi.Input[str]
     """Email of the dedicated node service account (components.identity.NodeIdentity)."""
-    has_gpu_pools: bool = False
+    release_channel: str
+    auto_upgrade: bool
+    """Of the system pool; GKE rejects false on a release channel."""
+    maintenance_window: MaintenanceWindow
+    authorized_networks: tuple[AuthorizedNetwork, ...]
+    private_endpoint: bool
+    gateway_api_channel: str
+    http_load_balancing: bool
+    secrets_encryption_key: str | None
+    """Cloud KMS key for etcd secrets; None leaves them Google-encrypted."""
+    system_pool: SystemPool
+    node_auto_provisioning: NodeAutoProvisioning
+    hpa_profile: str
+    managed_prometheus: bool
+    auto_monitoring: bool
+    dcgm: bool
+    """GKE-managed DCGM metrics; the composition sets it only when GPU pools exist."""
+    protect: bool
+    deletion_protection: bool
     accelerator_limits: tuple[AcceleratorLimit, ...] = field(default=())
 
 
@@ -52,11 +98,10 @@ class Cluster(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:cluster:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        cfg = args.config
         self.workload_pool = f"{args.project}.svc.id.goog"
 
         depends: list[pulumi.Resource] = []
-        if cfg.secrets_encryption_key:
+        if args.secrets_encryption_key:
             # The GKE service agent encrypts etcd secrets with the key; grant it before the cluster.
             number = gcp.organizations.get_project_output(
                 project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
@@ -64,7 +109,7 @@ class Cluster(pulumi.ComponentResource):
             depends.append(
                 gcp.kms.CryptoKeyIAMMember(
                     f"{name}-etcd-kms",
-                    crypto_key_id=cfg.secrets_encryption_key,
+                    crypto_key_id=args.secrets_encryption_key,
                     role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                     member=number.apply(lambda n: f"serviceAccount:service-{n}@container-engine-robot.iam.gserviceaccount.com"),
                     opts=child,
@@ -82,9 +127,8 @@ class Cluster(pulumi.ComponentResource):
             "DEPLOYMENT",
             "STATEFULSET",
         ]
-        if args.has_gpu_pools and args.observability.dcgm:
+        if args.dcgm:
             components.append("DCGM")
-        obs = args.observability
 
         cluster = gcp.container.Cluster(
             f"{name}-gke",
@@ -100,24 +144,26 @@ class Cluster(pulumi.ComponentResource):
             ),
             remove_default_node_pool=True,
             initial_node_count=1,
-            deletion_protection=args.protection.deletion_protection,
-            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=cfg.release_channel),
+            deletion_protection=args.deletion_protection,
+            release_channel=gcp.container.ClusterReleaseChannelArgs(channel=args.release_channel),
             maintenance_policy=gcp.container.ClusterMaintenancePolicyArgs(
                 recurring_window=gcp.container.ClusterMaintenancePolicyRecurringWindowArgs(
-                    start_time=cfg.maintenance_window.start_time,
-                    end_time=cfg.maintenance_window.end_time,
-                    recurrence=cfg.maintenance_window.recurrence,
+                    start_time=args.maintenance_window.start_time,
+                    end_time=args.maintenance_window.end_time,
+                    recurrence=args.maintenance_window.recurrence,
                 )
             ),
             private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
                 enable_private_nodes=True,
-                enable_private_endpoint=cfg.private_endpoint,
+                enable_private_endpoint=args.private_endpoint,
                 master_ipv4_cidr_block=args.master_cidr,
             ),
             master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
                 cidr_blocks=[
-                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(cidr_block=n.cidr, display_name=n.name)
-                    for n in cfg.authorized_networks
+                    gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
+                        cidr_block=n.cidr, display_name=n.display_name
+                    )
+                    for n in args.authorized_networks
                 ],
                 gcp_public_cidrs_access_enabled=False,
             ),
@@ -135,9 +181,9 @@ class Cluster(pulumi.ComponentResource):
                 mode="BASIC", vulnerability_mode="VULNERABILITY_BASIC"
             ),
             binary_authorization=gcp.container.ClusterBinaryAuthorizationArgs(evaluation_mode="PROJECT_SINGLETON_POLICY_ENFORCE"),
-            gateway_api_config=gcp.container.ClusterGatewayApiConfigArgs(channel=cfg.gateway_api_channel),
+            gateway_api_config=gcp.container.ClusterGatewayApiConfigArgs(channel=args.gateway_api_channel),
             addons_config=gcp.container.ClusterAddonsConfigArgs(
-                http_load_balancing=gcp.container.ClusterAddonsConfigHttpLoadBalancingArgs(disabled=not cfg.http_load_balancing),
+                http_load_balancing=gcp.container.ClusterAddonsConfigHttpLoadBalancingArgs(disabled=not args.http_load_balancing),
                 horizontal_pod_autoscaling=gcp.container.ClusterAddonsConfigHorizontalPodAutoscalingArgs(disabled=False),
                 gcs_fuse_csi_driver_config=gcp.container.ClusterAddonsConfigGcsFuseCsiDriverConfigArgs(enabled=True),
                 gce_persistent_disk_csi_driver_config=gcp.container.ClusterAddonsConfigGcePersistentDiskCsiDriverConfigArgs(
@@ -147,9 +193,9 @@ class Cluster(pulumi.ComponentResource):
             monitoring_config=gcp.container.ClusterMonitoringConfigArgs(
                 enable_components=components,
                 managed_prometheus=gcp.container.ClusterMonitoringConfigManagedPrometheusArgs(
-                    enabled=obs.managed_prometheus,
+                    enabled=args.managed_prometheus,
                     auto_monitoring_config=gcp.container.ClusterMonitoringConfigManagedPrometheusAutoMonitoringConfigArgs(
-                        scope="ALL" if obs.auto_monitoring else "NONE"
+                        scope="ALL" if args.auto_monitoring else "NONE"
                     ),
                 ),
             ),
@@ -161,16 +207,16 @@ class Cluster(pulumi.ComponentResource):
                 )
             ),
             cost_management_config=gcp.container.ClusterCostManagementConfigArgs(enabled=True),
-            pod_autoscaling=gcp.container.ClusterPodAutoscalingArgs(hpa_profile=cfg.hpa_profile),
+            pod_autoscaling=gcp.container.ClusterPodAutoscalingArgs(hpa_profile=args.hpa_profile),
             cluster_autoscaling=self._autoscaling(args),
             database_encryption=gcp.container.ClusterDatabaseEncryptionArgs(
-                state="ENCRYPTED" if cfg.secrets_encryption_key else "DECRYPTED",
-                key_name=cfg.secrets_encryption_key,
+                state="ENCRYPTED" if args.secrets_encryption_key else "DECRYPTED",
+                key_name=args.secrets_encryption_key,
             ),
             resource_labels={"app": "gke-inference", "env-prefix": args.prefix},
             opts=pulumi.ResourceOptions(
                 parent=self,
-                protect=args.protection.protect,
+                protect=args.protect,
                 # The default pool is removed right after creation; its node_config must not
                 # trigger replacement of the whole cluster (pulumi/pulumi#8991).
                 ignore_changes=["nodeConfig", "initialNodeCount"],
@@ -185,13 +231,13 @@ class Cluster(pulumi.ComponentResource):
             location=args.region,
             cluster=cluster.name,
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
-                min_node_count=cfg.system_pool.min_nodes_per_zone,
-                max_node_count=cfg.system_pool.max_nodes_per_zone,
+                min_node_count=args.system_pool.min_nodes_per_zone,
+                max_node_count=args.system_pool.max_nodes_per_zone,
                 location_policy="BALANCED",
             ),
-            initial_node_count=max(cfg.system_pool.min_nodes_per_zone, 1),
-            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=cfg.auto_upgrade),
-            node_config=secure_node_config(args.node_service_account, machine_type=cfg.system_pool.machine_type),
+            initial_node_count=max(args.system_pool.min_nodes_per_zone, 1),
+            management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=args.auto_upgrade),
+            node_config=secure_node_config(args.node_service_account, machine_type=args.system_pool.machine_type),
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["initialNodeCount"]),
         )
 
@@ -206,7 +252,7 @@ class Cluster(pulumi.ComponentResource):
 
     @staticmethod
     def _autoscaling(args: ClusterArgs) -> gcp.container.ClusterClusterAutoscalingArgs:
-        nap = args.config.node_auto_provisioning
+        nap = args.node_auto_provisioning
         limits = [
             gcp.container.ClusterClusterAutoscalingResourceLimitArgs(resource_type="cpu", minimum=0, maximum=nap.cpu_max),
             gcp.container.ClusterClusterAutoscalingResourceLimitArgs(

@@ -14,9 +14,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s_types import CamelModel
-from infra.config import CapacityRung, ComputeClassConfig, GpuPool, TpuPool
 
 API_VERSION = "cloud.google.com/v1"
+CapacityRung = Literal["reservation", "on_demand", "flex_start", "spot"]
+"""The capacity models a ladder can name; the stack schema's ladder must type-check against it."""
 
 
 class Tpu(CamelModel):
@@ -83,34 +84,38 @@ class ComputeClassSpec(CamelModel):
     node_pool_config: NodePoolConfig | None = None
 
 
-def accelerator_rule(pool: TpuPool | GpuPool) -> PriorityRule:
-    """The machine and accelerator every rung of the pool's class requests."""
-    if isinstance(pool, TpuPool):
-        s = pool.slice
-        return PriorityRule(
-            machine_type=s.machine_type, tpu=Tpu(type=s.generation.gke_accelerator, count=s.chips_per_vm, topology=s.topology)
-        )
-    return PriorityRule(
-        machine_type=pool.config.machine_type,
-        gpu=Gpu(
-            type=pool.gpu.gke_accelerator,
-            count=pool.gpus_per_vm,
-            driver_version="latest" if pool.config.driver_version == "LATEST" else "default",
-        ),
-    )
+@dataclass(frozen=True)
+class ComputeClassArgs:
+    machine_type: str
+    accelerator: Tpu | Gpu
+    """What one node of the pool carries; every rung requests the same."""
+    zones: tuple[str, ...]
+    reservation: str | None
+    """The pool's specific reservation, tried by a `reservation` rung."""
+    ladder: tuple[CapacityRung, ...]
+    node_pools: tuple[str, ...]
+    """Physical names of the manually created node pools the class selects first."""
+    project: str
+    node_service_account: pulumi.Input[str]
+    node_pool_auto_creation: bool
+    active_migration: bool
+    when_unsatisfiable: Literal["DoNotScaleUp", "ScaleUpAnyway"]
 
 
-def priorities(
-    pool: TpuPool | GpuPool, ladder: tuple[CapacityRung, ...], node_pools: tuple[str, ...], project: str
-) -> tuple[PriorityRule, ...]:
+def priorities(args: ComputeClassArgs) -> tuple[PriorityRule, ...]:
     """Existing pools first, then one auto-creation rung per ladder step, in order."""
-    base = accelerator_rule(pool)
-    zones = Location(zones=pool.zones)
-    rungs: list[PriorityRule] = [PriorityRule(nodepools=node_pools)] if node_pools else []
-    for rung in ladder:
+    acc = args.accelerator
+    # The machine and accelerator every rung of the class requests.
+    if isinstance(acc, Tpu):
+        base = PriorityRule(machine_type=args.machine_type, tpu=acc)
+    else:
+        base = PriorityRule(machine_type=args.machine_type, gpu=acc)
+    zones = Location(zones=args.zones)
+    rungs: list[PriorityRule] = [PriorityRule(nodepools=args.node_pools)] if args.node_pools else []
+    for rung in args.ladder:
         if rung == "reservation":
             # Zones of a specific reservation go inside it; GKE refuses them beside `location`.
-            specific = SpecificReservation(name=pool.config.reservation or "", project=project, zones=pool.zones)
+            specific = SpecificReservation(name=args.reservation or "", project=args.project, zones=args.zones)
             rungs.append(
                 base.model_copy(update={"reservations": Reservations(affinity="Specific", specific=(specific,)), "spot": False})
             )
@@ -123,30 +128,15 @@ def priorities(
     return tuple(rungs)
 
 
-def compute_class_spec(
-    pool: TpuPool | GpuPool,
-    config: ComputeClassConfig,
-    node_pools: tuple[str, ...],
-    project: str,
-    node_service_account: str | None,
-) -> ComputeClassSpec:
+def compute_class_spec(args: ComputeClassArgs, node_service_account: str | None) -> ComputeClassSpec:
+    """The spec once the node service account's email is known (it is an output at deploy time)."""
     return ComputeClassSpec(
-        priorities=priorities(pool, config.ladder, node_pools, project),
-        node_pool_auto_creation=NodePoolAutoCreation(enabled=config.node_pool_auto_creation),
-        active_migration=ActiveMigration(optimize_rule_priority=config.active_migration),
-        when_unsatisfiable=config.when_unsatisfiable,
+        priorities=priorities(args),
+        node_pool_auto_creation=NodePoolAutoCreation(enabled=args.node_pool_auto_creation),
+        active_migration=ActiveMigration(optimize_rule_priority=args.active_migration),
+        when_unsatisfiable=args.when_unsatisfiable,
         node_pool_config=NodePoolConfig(service_account=node_service_account) if node_service_account else None,
     )
-
-
-@dataclass(frozen=True)
-class ComputeClassArgs:
-    pool: TpuPool | GpuPool
-    config: ComputeClassConfig
-    node_pools: tuple[str, ...]
-    """Physical names of the manually created node pools the class selects first."""
-    project: str
-    node_service_account: pulumi.Input[str]
 
 
 class ComputeClass(pulumi.ComponentResource):
@@ -154,9 +144,7 @@ class ComputeClass(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ComputeClassArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:k8s:ComputeClass", name, None, opts)
-        spec = pulumi.Output.from_input(args.node_service_account).apply(
-            lambda sa: compute_class_spec(args.pool, args.config, args.node_pools, args.project, sa).to_k8s()
-        )
+        spec = pulumi.Output.from_input(args.node_service_account).apply(lambda sa: compute_class_spec(args, sa).to_k8s())
         k8s.apiextensions.CustomResource(
             f"{name}-cc",
             api_version=API_VERSION,

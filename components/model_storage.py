@@ -9,7 +9,6 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.identity import workload_principal
-from infra.config import ProtectionConfig
 
 READER_ROLE = "roles/storage.objectViewer"
 
@@ -37,7 +36,9 @@ class ModelStorageArgs:
     """One Anywhere Cache per zone; the cache serves only clients in its own zone."""
     cache_ttl_hours: int
     readers: tuple[Reader, ...]
-    protection: ProtectionConfig
+    protect: bool
+    retain_on_delete: bool
+    """Keep the bucket (and the weights) in GCP when the stack drops it."""
     kms_key: str | None = None
 
 
@@ -81,8 +82,8 @@ class ModelStorage(pulumi.ComponentResource):
             force_destroy=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                protect=args.protection.protect,
-                retain_on_delete=args.protection.retain_on_delete,
+                protect=args.protect,
+                retain_on_delete=args.retain_on_delete,
                 depends_on=depends,
             ),
         )

@@ -1,7 +1,7 @@
 """Accelerator node pools: TPU slices (one node pool per slice) and GPU pools.
 
 Every number (node count, placement, accelerator count, autoscaling bounds) comes from the catalog
-through the resolved pool of `infra.config`; nothing here is typed by hand.
+through the composition's resolved pools and arrives here as plain args; nothing here is typed by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.cluster import secure_node_config
-from infra.config import GpuPool, TpuPool
 
 COMPUTE_CLASS_KEY = "cloud.google.com/compute-class"
 POOL_LABEL = "gke-inference/pool"
@@ -67,9 +66,29 @@ class ClusterTarget:
 
 
 @dataclass(frozen=True)
+class NodeAutoscaling:
+    """Node bounds of one node pool; for a multi-host slice, whole slices' worth of VMs."""
+
+    min_nodes: int
+    max_nodes: int
+
+
+@dataclass(frozen=True)
 class TpuSlicePoolArgs:
-    pool: TpuPool
+    pool: str
+    """Configured pool name, put on every node as POOL_LABEL."""
     target: ClusterTarget
+    node_pools: tuple[str, ...]
+    """Physical node-pool names, one per slice."""
+    machine_type: str
+    node_count: int
+    """VMs of one slice: the fixed size of each node pool unless autoscaled."""
+    zones: tuple[str, ...]
+    placement_topology: str | None
+    """Slice topology for COMPACT placement; set for multi-host slices only."""
+    provisioning: str
+    reservation: str | None = None
+    autoscaling: NodeAutoscaling | None = None
     compute_class: str | None = None
     """ComputeClass that selects this pool: its label and taint go on the nodes."""
 
@@ -86,37 +105,34 @@ class TpuSlicePool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: TpuSlicePoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:nodepool:TpuSlicePool", name, None, opts)
-        pool, slice_, target = args.pool, args.pool.slice, args.target
-        cfg = pool.config
-        min_slices, max_slices = cfg.slices_per_pool
+        target, auto = args.target, args.autoscaling
         self.node_pools = []
-        for index in range(cfg.slices):
-            node_pool_name = name if cfg.slices == 1 else f"{name}-{index}"
+        for node_pool_name in args.node_pools:
             created = gcp.container.NodePool(
                 node_pool_name,
                 name=node_pool_name,
                 project=target.project,
                 location=target.region,
                 cluster=target.cluster,
-                node_locations=list(pool.zones),
-                node_count=None if cfg.autoscaling else slice_.vms,
-                initial_node_count=min_slices * slice_.vms if cfg.autoscaling else None,
+                node_locations=list(args.zones),
+                node_count=None if auto else args.node_count,
+                initial_node_count=auto.min_nodes if auto else None,
                 autoscaling=gcp.container.NodePoolAutoscalingArgs(
-                    min_node_count=min_slices * slice_.vms,
-                    max_node_count=max_slices * slice_.vms,
+                    min_node_count=auto.min_nodes,
+                    max_node_count=auto.max_nodes,
                     location_policy="ANY",
                 )
-                if cfg.autoscaling
+                if auto
                 else None,
-                placement_policy=gcp.container.NodePoolPlacementPolicyArgs(type="COMPACT", tpu_topology=slice_.topology)
-                if slice_.multi_host
+                placement_policy=gcp.container.NodePoolPlacementPolicyArgs(type="COMPACT", tpu_topology=args.placement_topology)
+                if args.placement_topology
                 else None,
                 management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=target.auto_upgrade),
                 node_config=secure_node_config(
                     target.node_service_account,
-                    machine_type=slice_.machine_type,
-                    **capacity_settings(cfg.provisioning, cfg.reservation),
-                    **class_selection(pool.name, args.compute_class),
+                    machine_type=args.machine_type,
+                    **capacity_settings(args.provisioning, args.reservation),
+                    **class_selection(args.pool, args.compute_class),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, protect=target.protect, ignore_changes=["initialNodeCount"]),
             )
@@ -126,8 +142,22 @@ class TpuSlicePool(pulumi.ComponentResource):
 
 @dataclass(frozen=True)
 class GpuPoolArgs:
-    pool: GpuPool
+    pool: str
+    """Configured pool name, put on every node as POOL_LABEL."""
     target: ClusterTarget
+    machine_type: str
+    accelerator: str
+    """GKE accelerator type, e.g. nvidia-l4."""
+    gpus_per_node: int
+    driver_version: str
+    """GKE-installed driver: DEFAULT or LATEST."""
+    zones: tuple[str, ...]
+    min_nodes_per_zone: int
+    max_nodes_per_zone: int
+    provisioning: str
+    reservation: str | None = None
+    local_ssd_count: int = 0
+    secondary_boot_disk_image: str | None = None
     compute_class: str | None = None
 
 
@@ -138,17 +168,16 @@ class GpuNodePool(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuPoolArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:nodepool:GpuNodePool", name, None, opts)
-        pool, target = args.pool, args.target
-        cfg = pool.config
+        target = args.target
         extra: dict[str, object] = {}
-        if cfg.local_ssd_count:
+        if args.local_ssd_count:
             extra["ephemeral_storage_local_ssd_config"] = gcp.container.NodePoolNodeConfigEphemeralStorageLocalSsdConfigArgs(
-                local_ssd_count=cfg.local_ssd_count
+                local_ssd_count=args.local_ssd_count
             )
-        if cfg.secondary_boot_disk_image:
+        if args.secondary_boot_disk_image:
             extra["secondary_boot_disks"] = [
                 gcp.container.NodePoolNodeConfigSecondaryBootDiskArgs(
-                    disk_image=cfg.secondary_boot_disk_image, mode="CONTAINER_IMAGE_CACHE"
+                    disk_image=args.secondary_boot_disk_image, mode="CONTAINER_IMAGE_CACHE"
                 )
             ]
         created = gcp.container.NodePool(
@@ -157,31 +186,31 @@ class GpuNodePool(pulumi.ComponentResource):
             project=target.project,
             location=target.region,
             cluster=target.cluster,
-            node_locations=list(pool.zones),
-            initial_node_count=cfg.min_nodes_per_zone,
+            node_locations=list(args.zones),
+            initial_node_count=args.min_nodes_per_zone,
             autoscaling=gcp.container.NodePoolAutoscalingArgs(
-                min_node_count=cfg.min_nodes_per_zone,
-                max_node_count=cfg.max_nodes_per_zone,
-                location_policy="ANY" if cfg.provisioning in ("spot", "flex_start", "queued") else "BALANCED",
+                min_node_count=args.min_nodes_per_zone,
+                max_node_count=args.max_nodes_per_zone,
+                location_policy="ANY" if args.provisioning in ("spot", "flex_start", "queued") else "BALANCED",
             ),
             queued_provisioning=gcp.container.NodePoolQueuedProvisioningArgs(enabled=True)
-            if cfg.provisioning == "queued"
+            if args.provisioning == "queued"
             else None,
             management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=target.auto_upgrade),
             node_config=secure_node_config(
                 target.node_service_account,
-                machine_type=cfg.machine_type,
+                machine_type=args.machine_type,
                 guest_accelerators=[
                     gcp.container.NodePoolNodeConfigGuestAcceleratorArgs(
-                        type=pool.gpu.gke_accelerator,
-                        count=pool.gpus_per_vm,
+                        type=args.accelerator,
+                        count=args.gpus_per_node,
                         gpu_driver_installation_config=gcp.container.NodePoolNodeConfigGuestAcceleratorGpuDriverInstallationConfigArgs(
-                            gpu_driver_version=cfg.driver_version
+                            gpu_driver_version=args.driver_version
                         ),
                     )
                 ],
-                **capacity_settings(cfg.provisioning, cfg.reservation),
-                **class_selection(pool.name, args.compute_class),
+                **capacity_settings(args.provisioning, args.reservation),
+                **class_selection(args.pool, args.compute_class),
                 **extra,
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=target.protect, ignore_changes=["initialNodeCount"]),

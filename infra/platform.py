@@ -8,15 +8,24 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from components.cluster import AcceleratorLimit, Cluster, ClusterArgs, kubeconfig
-from components.compute_class import ComputeClass, ComputeClassArgs
+from components.cluster import (
+    AcceleratorLimit,
+    AuthorizedNetwork,
+    Cluster,
+    ClusterArgs,
+    MaintenanceWindow,
+    NodeAutoProvisioning,
+    SystemPool,
+    kubeconfig,
+)
+from components.compute_class import ComputeClass, ComputeClassArgs, Gpu, Tpu
 from components.identity import NodeIdentity, NodeIdentityArgs
 from components.model_storage import ModelStorage, ModelStorageArgs, Reader
 from components.network import Network, NetworkArgs
-from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, TpuSlicePool, TpuSlicePoolArgs
+from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, NodeAutoscaling, TpuSlicePool, TpuSlicePoolArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
 from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
-from infra.config import GpuPool, StackConfig, TpuPool
+from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool
 
 
 def resource_prefix(cfg: StackConfig) -> str:
@@ -38,6 +47,78 @@ def accelerator_limits(cfg: StackConfig) -> tuple[AcceleratorLimit, ...]:
 def tpu_node_pool_names(name: str, slices: int) -> tuple[str, ...]:
     """Physical node-pool names of a TPU pool: one per slice."""
     return (name,) if slices == 1 else tuple(f"{name}-{i}" for i in range(slices))
+
+
+def tpu_pool_args(cfg: StackConfig, pool: TpuPool, target: ClusterTarget) -> TpuSlicePoolArgs:
+    """Node counts and placement come from the catalog slice; autoscaling moves in whole slices."""
+    c, s = pool.config, pool.slice
+    auto = None
+    if c.autoscaling:
+        auto = NodeAutoscaling(c.autoscaling.min_slices * s.vms, c.autoscaling.max_slices * s.vms)
+    return TpuSlicePoolArgs(
+        pool=pool.name,
+        target=target,
+        node_pools=tpu_node_pool_names(pool.name, c.slices),
+        machine_type=s.machine_type,
+        node_count=s.vms,
+        zones=pool.zones,
+        placement_topology=s.topology if s.multi_host else None,
+        provisioning=c.provisioning,
+        reservation=c.reservation,
+        autoscaling=auto,
+        compute_class=cfg.compute_class_of(pool.name),
+    )
+
+
+def gpu_pool_args(cfg: StackConfig, pool: GpuPool, target: ClusterTarget) -> GpuPoolArgs:
+    """The accelerator type and GPUs per VM come from the catalog entry of the machine type."""
+    c = pool.config
+    return GpuPoolArgs(
+        pool=pool.name,
+        target=target,
+        machine_type=c.machine_type,
+        accelerator=pool.gpu.gke_accelerator,
+        gpus_per_node=pool.gpus_per_vm,
+        driver_version=c.driver_version,
+        zones=pool.zones,
+        min_nodes_per_zone=c.min_nodes_per_zone,
+        max_nodes_per_zone=c.max_nodes_per_zone,
+        provisioning=c.provisioning,
+        reservation=c.reservation,
+        local_ssd_count=c.local_ssd_count,
+        secondary_boot_disk_image=c.secondary_boot_disk_image,
+        compute_class=cfg.compute_class_of(pool.name),
+    )
+
+
+def compute_class_args(cfg: StackConfig, cc: ComputeClassConfig, node_service_account: pulumi.Input[str]) -> ComputeClassArgs:
+    """A class requests its pool's machine and accelerator and selects the pool's node pools first."""
+    accelerator: Tpu | Gpu
+    if cc.pool in cfg.tpu_pools:
+        tpu = cfg.tpu_pools[cc.pool]
+        s = tpu.slice
+        accelerator = Tpu(type=s.generation.gke_accelerator, count=s.chips_per_vm, topology=s.topology)
+        machine_type, zones, reservation = s.machine_type, tpu.zones, tpu.config.reservation
+        node_pools = tpu_node_pool_names(cc.pool, tpu.config.slices)
+    else:
+        gpu = cfg.gpu_pools[cc.pool]
+        driver = "latest" if gpu.config.driver_version == "LATEST" else "default"
+        accelerator = Gpu(type=gpu.gpu.gke_accelerator, count=gpu.gpus_per_vm, driver_version=driver)
+        machine_type, zones, reservation = gpu.config.machine_type, gpu.zones, gpu.config.reservation
+        node_pools = (cc.pool,)
+    return ComputeClassArgs(
+        machine_type=machine_type,
+        accelerator=accelerator,
+        zones=zones,
+        reservation=reservation,
+        ladder=cc.ladder,
+        node_pools=node_pools,
+        project=cfg.project,
+        node_service_account=node_service_account,
+        node_pool_auto_creation=cc.node_pool_auto_creation,
+        active_migration=cc.active_migration,
+        when_unsatisfiable=cc.when_unsatisfiable,
+    )
 
 
 def _ca_certificate(master_auth: object) -> str:
@@ -68,6 +149,49 @@ def _network(
         opts,
     )
     return net.network, net.subnetwork, net.pods_range_name, net.services_range_name
+
+
+def cluster_args(
+    cfg: StackConfig,
+    prefix: str,
+    network: tuple[pulumi.Input[str], pulumi.Input[str], str, str],
+    node_service_account: pulumi.Input[str],
+) -> ClusterArgs:
+    """`network` is what `_network` returns: (network, subnetwork, pods range, services range)."""
+    network_name, subnetwork, pods, services_range = network
+    c = cfg.cluster
+    return ClusterArgs(
+        project=cfg.project,
+        region=cfg.region,
+        prefix=prefix,
+        network=network_name,
+        subnetwork=subnetwork,
+        pods_range_name=pods,
+        services_range_name=services_range,
+        master_cidr=cfg.network.master_cidr,
+        node_service_account=node_service_account,
+        release_channel=c.release_channel,
+        auto_upgrade=c.auto_upgrade,
+        maintenance_window=MaintenanceWindow(
+            c.maintenance_window.start_time, c.maintenance_window.end_time, c.maintenance_window.recurrence
+        ),
+        authorized_networks=tuple(AuthorizedNetwork(n.cidr, n.name) for n in c.authorized_networks),
+        private_endpoint=c.private_endpoint,
+        gateway_api_channel=c.gateway_api_channel,
+        http_load_balancing=c.http_load_balancing,
+        secrets_encryption_key=c.secrets_encryption_key,
+        system_pool=SystemPool(c.system_pool.machine_type, c.system_pool.min_nodes_per_zone, c.system_pool.max_nodes_per_zone),
+        node_auto_provisioning=NodeAutoProvisioning(
+            c.node_auto_provisioning.enabled, c.node_auto_provisioning.cpu_max, c.node_auto_provisioning.memory_max_gb
+        ),
+        hpa_profile=c.hpa_profile,
+        managed_prometheus=cfg.observability.managed_prometheus,
+        auto_monitoring=cfg.observability.auto_monitoring,
+        dcgm=bool(cfg.gpu_pools) and cfg.observability.dcgm,
+        protect=cfg.protection.protect,
+        deletion_protection=cfg.protection.deletion_protection,
+        accelerator_limits=accelerator_limits(cfg),
+    )
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
@@ -110,36 +234,16 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
             )
         )
     else:
-        network, subnetwork, pods, services_range = _network(cfg, prefix, opts)
-        cluster = Cluster(
-            "cluster",
-            ClusterArgs(
-                project=cfg.project,
-                region=cfg.region,
-                prefix=prefix,
-                network=network,
-                subnetwork=subnetwork,
-                pods_range_name=pods,
-                services_range_name=services_range,
-                master_cidr=cfg.network.master_cidr,
-                config=cfg.cluster,
-                observability=cfg.observability,
-                protection=cfg.protection,
-                node_service_account=identity.email,
-                has_gpu_pools=bool(cfg.gpu_pools),
-                accelerator_limits=accelerator_limits(cfg),
-            ),
-            opts,
-        )
+        cluster = Cluster("cluster", cluster_args(cfg, prefix, _network(cfg, prefix, opts), identity.email), opts)
         cluster_name, endpoint, kube = cluster.name, cluster.endpoint, cluster.kubeconfig
 
     target = ClusterTarget(
         cfg.project, cfg.region, cluster_name, identity.email, cfg.cluster.auto_upgrade, cfg.protection.protect
     )
     for name, tpu in cfg.tpu_pools.items():
-        TpuSlicePool(name, TpuSlicePoolArgs(tpu, target, cfg.compute_class_of(name)), opts)
+        TpuSlicePool(name, tpu_pool_args(cfg, tpu, target), opts)
     for name, gpu in cfg.gpu_pools.items():
-        GpuNodePool(name, GpuPoolArgs(gpu, target, cfg.compute_class_of(name)), opts)
+        GpuNodePool(name, gpu_pool_args(cfg, gpu, target), opts)
 
     storage = ModelStorage(
         "models",
@@ -152,7 +256,8 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
             cache_zones=cfg.cache_zones,
             cache_ttl_hours=cfg.model_storage.anywhere_cache.ttl_hours,
             readers=tuple(sorted({Reader(w.config.namespace, w.service_account) for w in cfg.workloads.values()}, key=str)),
-            protection=cfg.protection,
+            protect=cfg.protection.protect,
+            retain_on_delete=cfg.protection.retain_on_delete,
             kms_key=cfg.model_storage.kms_key,
         ),
         opts,
@@ -167,13 +272,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     for namespace, accounts in sorted(namespaces.items()):
         ServingNamespace(namespace, ServingNamespaceArgs(tuple(sorted(accounts))), k8s_opts)
     for name, cc in cfg.compute_classes.items():
-        pool: TpuPool | GpuPool
-        if cc.pool in cfg.tpu_pools:
-            pool = cfg.tpu_pools[cc.pool]
-            node_pools = tpu_node_pool_names(cc.pool, pool.config.slices)
-        else:
-            pool, node_pools = cfg.gpu_pools[cc.pool], (cc.pool,)
-        ComputeClass(name, ComputeClassArgs(pool, cc, node_pools, cfg.project, identity.email), k8s_opts)
+        ComputeClass(name, compute_class_args(cfg, cc, identity.email), k8s_opts)
 
     return {
         "cluster_name": cluster_name,

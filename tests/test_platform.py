@@ -18,7 +18,7 @@ from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from infra.cli import main
 from infra.config import StackConfig, load_config
 from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
-from infra.platform import tpu_node_pool_names
+from infra.platform import compute_class_args, tpu_node_pool_names
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 
@@ -196,7 +196,9 @@ def test_compute_class_rungs_for_every_capacity_model(catalog: object) -> None:
         | {"gke-inference:compute_classes": {"l4": {"pool": "l4", "ladder": ["reservation", "on_demand", "flex_start", "spot"]}}},
         stack="t",
     )
-    spec = compute_class_spec(cfg.gpu_pools["l4"], cfg.compute_classes["l4"], ("l4",), "acme-test-1", "sa@x").to_k8s()
+    args = compute_class_args(cfg, cfg.compute_classes["l4"], "sa@x")
+    assert (args.node_pools, args.project) == (("l4",), "acme-test-1")
+    spec = compute_class_spec(args, "sa@x").to_k8s()
     rungs = spec["priorities"][1:]
     assert [r.get("spot") for r in rungs] == [False, False, None, True]
     assert rungs[2]["flexStart"] == {"enabled": True}
