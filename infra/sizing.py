@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from infra.catalog import Catalog, GpuType, ModelArch, Provisioning, TpuSlice
+from infra.catalog import Catalog, GpuType, Loading, MachineShape, ModelArch, Provisioning, TpuSlice
 
 Dtype = Literal["bf16", "fp8", "int8", "int4"]
 Engine = Literal["jetstream-pathways", "vllm", "triton"]
@@ -300,3 +300,120 @@ def tpu_pool_hourly(catalog: Catalog, slice_: TpuSlice, region: str, provisionin
 def machine_pool_hourly(catalog: Catalog, machine_type: str, region: str, provisioning: Provisioning, nodes: int) -> float | None:
     row = catalog.machine_price(machine_type, region)
     return None if row is None else row.hourly(provisioning) * nodes
+
+
+# ------------------------------------------------------------------------------------ startup
+
+PROBE_PERIOD_SECONDS = 10
+"""Startup probes poll every 10 s: the budget is period x failureThreshold."""
+
+
+@dataclass(frozen=True)
+class StartupEstimate:
+    """Predicted time from a scheduled pod to a ready server, and the startup-probe budget."""
+
+    path: str
+    load_s: float
+    """Weight bytes / (hosts loading one copy x the path's effective per-host rate)."""
+    warmup_s: float
+    safety_factor: float
+
+    @property
+    def predicted_s(self) -> float:
+        return self.load_s + self.warmup_s
+
+    @property
+    def budget_s(self) -> int:
+        """What the startup probe allows: the prediction times the safety factor, in whole probe periods."""
+        return self.probe_failure_threshold * PROBE_PERIOD_SECONDS
+
+    @property
+    def probe_failure_threshold(self) -> int:
+        return math.ceil(self.predicted_s * self.safety_factor / PROBE_PERIOD_SECONDS)
+
+
+def startup_estimate(loading: Loading, *, path: str, engine: Engine, weight_bytes: float, hosts: int) -> StartupEstimate:
+    """Start time of one model copy whose weights `hosts` hosts read in parallel over `path`."""
+    rate = loading.paths[path].per_host_gbps * GB * hosts
+    warmup = loading.warmup[engine].seconds if engine in loading.warmup else 0.0
+    return StartupEstimate(path=path, load_s=weight_bytes / rate, warmup_s=warmup, safety_factor=loading.safety_factor)
+
+
+# --------------------------------------------------------------------------- pod resources
+
+MIB = 2**20
+GKE_CPU_RESERVE = ((1, 0.06), (1, 0.01), (2, 0.005), (math.inf, 0.0025))
+"""GKE's kubelet CPU reservation: (cores, fraction) tiers (GKE 'plan node sizes': allocatable resources)."""
+GKE_MEMORY_RESERVE = ((4, 0.25), (4, 0.20), (8, 0.10), (112, 0.06), (math.inf, 0.02))
+"""GKE's memory reservation: (GiB, fraction) tiers, plus the 100 MiB eviction threshold."""
+GKE_EVICTION_MIB = 100
+DAEMONSET_HEADROOM = (2000, 4096)
+"""(millicores, MiB) left for GKE's DaemonSets on an accelerator node: logging, the GMP collector,
+the TPU/GPU device plugin, the GCS FUSE and PD CSI node drivers. A choice, not a published figure."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_millis: int
+    memory_mib: int
+
+    def scaled(self, share: float) -> Resources:
+        return Resources(int(self.cpu_millis * share), int(self.memory_mib * share))
+
+    @property
+    def cpu(self) -> str:
+        return f"{self.cpu_millis}m"
+
+    @property
+    def memory(self) -> str:
+        return f"{self.memory_mib}Mi"
+
+
+def _tiered(total: float, tiers: tuple[tuple[float, float], ...]) -> float:
+    reserved, left = 0.0, total
+    for size, fraction in tiers:
+        step = min(left, size)
+        reserved += step * fraction
+        left -= step
+    return reserved
+
+
+def schedulable(machine: MachineShape) -> Resources:
+    """What pods can request on one node: GKE allocatable minus the DaemonSet headroom.
+
+    The catalog's memory is decimal GB, read as GiB-sized tiers here: the smaller, safe figure."""
+    cpu = machine.vcpu * 1000 - _tiered(machine.vcpu, GKE_CPU_RESERVE) * 1000
+    memory_mib = machine.memory_gb * GB / MIB
+    memory = memory_mib - _tiered(machine.memory_gb, GKE_MEMORY_RESERVE) * 1024 - GKE_EVICTION_MIB
+    return Resources(int(cpu) - DAEMONSET_HEADROOM[0], int(memory) - DAEMONSET_HEADROOM[1])
+
+
+PATHWAYS_LEADER_SHARE = 0.25
+"""Share of one TPU node the Pathways leader pod requests. LWS places the leader beside a worker on a
+node of the slice, so leader + worker must fit one node: the worker (TPU runtime and host buffers)
+gets the rest. A choice, documented here."""
+
+
+@dataclass(frozen=True)
+class PathwaysPods:
+    leader: Resources
+    worker: Resources
+
+
+def pathways_pod_resources(machine: MachineShape) -> PathwaysPods:
+    """Requests of the leader and worker pods so that one of each fits a node of the slice."""
+    node = schedulable(machine)
+    return PathwaysPods(leader=node.scaled(PATHWAYS_LEADER_SHARE), worker=node.scaled(1 - PATHWAYS_LEADER_SHARE))
+
+
+DISAGGREGATED_SERVERS = {
+    ("v6e", 8): "ExperimentalMaxtextDisaggregatedServer_8",
+    ("v5e", 16): "ExperimentalMaxtextDisaggregatedServer_16",
+}
+"""(generation, chips per slice) -> the MaxText `inference_server` that runs prefill on one such slice and
+decode on another (MaxText/maxengine_config.py @4797997f, the image line of jetstream-pathways:v0.2.0;
+newer MaxText replaced these names with prefill_slice/generate_slice keys)."""
+
+
+def disaggregated_server(slice_: TpuSlice) -> str | None:
+    return DISAGGREGATED_SERVERS.get((slice_.generation.name, slice_.chips))

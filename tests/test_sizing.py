@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra import sizing
-from infra.catalog import Catalog
+from infra.catalog import Calibration, Catalog
 from infra.catalog import load as load_catalog
 
 CATALOG = load_catalog()
@@ -127,3 +127,68 @@ def test_gpu_layout_places_every_gpu(gpus: int, per_vm: int) -> None:
     assert layout.tensor_parallel <= per_vm
     assert layout.tensor_parallel * layout.pipeline_parallel >= gpus
     assert layout.nodes == layout.pipeline_parallel
+
+
+# ------------------------------------------------------------------------------ startup budget
+
+
+@pytest.mark.parametrize("observed", CATALOG.loading.paths["gcs-anywhere-cache"].calibration)
+def test_load_rate_is_no_faster_than_any_calibration_point(observed: Calibration) -> None:
+    """The per-host rate predicts each observed restore in no less than the observed time (conservative)."""
+    path = CATALOG.loading.paths["gcs-anywhere-cache"]
+    weights = sizing.weight_bytes(CATALOG.models[observed.model], observed.weight_dtype)  # type: ignore[arg-type]
+    estimate = sizing.startup_estimate(
+        CATALOG.loading, path=path.name, engine="jetstream-pathways", weight_bytes=weights, hosts=observed.hosts
+    )
+    assert estimate.load_s >= observed.observed_s
+
+
+def test_seed_startup_budgets_cover_twice_the_documented_restores(catalog: Catalog) -> None:
+    """Seed 001: 405B restores in ~7 min on v6e-16, 70B in ~2 min on a 2x4; the budget is >= 2x either."""
+    for model, dtype, hosts, documented in (("llama-3.1-405b", "int8", 4, 420), ("llama-2-70b", "int8", 2, 120)):
+        weights = sizing.weight_bytes(catalog.models[model], dtype)
+        e = sizing.startup_estimate(
+            catalog.loading, path="gcs-anywhere-cache", engine="jetstream-pathways", weight_bytes=weights, hosts=hosts
+        )
+        assert e.budget_s >= 2 * documented
+        assert e.budget_s == e.probe_failure_threshold * sizing.PROBE_PERIOD_SECONDS >= e.predicted_s * e.safety_factor
+
+
+@given(st.floats(1e9, 2e12), st.integers(1, 64))
+@settings(max_examples=50, deadline=None)
+def test_more_hosts_or_fewer_bytes_never_lengthen_the_budget(weights: float, hosts: int) -> None:
+    one = sizing.startup_estimate(
+        CATALOG.loading, path="gcs-anywhere-cache", engine="jetstream-pathways", weight_bytes=weights, hosts=hosts
+    )
+    more = sizing.startup_estimate(
+        CATALOG.loading, path="gcs-anywhere-cache", engine="jetstream-pathways", weight_bytes=weights, hosts=hosts + 1
+    )
+    less = sizing.startup_estimate(
+        CATALOG.loading, path="gcs-anywhere-cache", engine="jetstream-pathways", weight_bytes=weights / 2, hosts=hosts
+    )
+    assert more.budget_s <= one.budget_s and less.budget_s <= one.budget_s
+
+
+# ------------------------------------------------------------------------------ pod resources
+
+
+@pytest.mark.parametrize("machine", sorted(CATALOG.machines))
+def test_schedulable_is_below_the_machine_and_positive(machine: str) -> None:
+    shape, node = CATALOG.machines[machine], sizing.schedulable(CATALOG.machines[machine])
+    assert 0 < node.cpu_millis < shape.vcpu * 1000
+    assert 0 < node.memory_mib * sizing.MIB < shape.memory_gb * sizing.GB
+
+
+@pytest.mark.parametrize("machine", [m for g in CATALOG.tpus.values() for m in g.machine_types])
+def test_pathways_leader_and_worker_fit_one_node_together(machine: str) -> None:
+    pods, node = sizing.pathways_pod_resources(CATALOG.machines[machine]), sizing.schedulable(CATALOG.machines[machine])
+    assert pods.leader.cpu_millis + pods.worker.cpu_millis <= node.cpu_millis
+    assert pods.leader.memory_mib + pods.worker.memory_mib <= node.memory_mib
+    assert pods.worker.cpu_millis > pods.leader.cpu_millis
+
+
+def test_every_machine_type_of_the_catalog_has_a_shape(catalog: Catalog) -> None:
+    machines = {m for g in catalog.tpus.values() for m in g.machine_types} | {
+        m for g in catalog.gpus.values() for m in g.machine_types
+    }
+    assert machines <= set(catalog.machines)

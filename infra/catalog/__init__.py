@@ -86,6 +86,56 @@ class ModelArch(_Frozen):
     tied_embeddings: bool
     experts: int = 1
     maxtext_name: str | None = None
+    maxtext_tokenizer: str | None = None
+    """Tokenizer asset in the MaxText tree (MaxText's base.yml has no default for it since 2026)."""
+
+
+class MachineShape(_Frozen):
+    """vCPUs and memory of one machine type: pod CPU/memory requests are derived from them."""
+
+    vcpu: int
+    memory_gb: float
+
+
+class Calibration(_Frozen):
+    """One observed restore the load rate is checked against."""
+
+    model: str
+    weight_dtype: str
+    hosts: int
+    observed_s: float
+
+
+class LoadPath(_Frozen):
+    """A way weights reach the accelerators, as an effective rate per host (not a link speed)."""
+
+    name: str
+    description: str
+    per_host_gbps: float
+    source: str
+    calibration: tuple[Calibration, ...] = ()
+
+
+class Warmup(_Frozen):
+    seconds: float
+    source: str
+
+
+class Loading(_Frozen):
+    """Startup figures: load paths, per-engine warmup and the probe budget's safety factor."""
+
+    as_of: str
+    safety_factor: float
+    safety_source: str
+    paths: dict[str, LoadPath]
+    warmup: dict[str, Warmup]
+
+
+class EngineMetrics(_Frozen):
+    """Gauges of one engine an HPA may scale on, with what each measures."""
+
+    source: str
+    gauges: dict[str, str]
 
 
 class PriceRow(_Frozen):
@@ -103,6 +153,9 @@ class Catalog(_Frozen):
     tpus: dict[str, TpuGeneration]
     gpus: dict[str, GpuType]
     models: dict[str, ModelArch]
+    machines: dict[str, MachineShape]
+    loading: Loading
+    metrics: dict[str, EngineMetrics]
     tpu_chip_prices: dict[tuple[str, str], PriceRow]
     machine_prices: dict[tuple[str, str], PriceRow]
 
@@ -133,7 +186,7 @@ def _read(name: str) -> dict:
 @cache
 def load() -> Catalog:
     """The catalog, read once per process from the packaged YAML files."""
-    acc, mdl, prc = _read("accelerators.yaml"), _read("models.yaml"), _read("prices.yaml")
+    acc, mdl, prc, ldg, met = (_read(f"{n}.yaml") for n in ("accelerators", "models", "prices", "loading", "metrics"))
     tpu_prices = {
         (gen, region): PriceRow(**row, source=prc["tpu_chip_hour"]["source"], as_of=prc["tpu_chip_hour"]["as_of"])
         for gen, regions in prc["tpu_chip_hour"]["rows"].items()
@@ -150,6 +203,9 @@ def load() -> Catalog:
         tpus={k: TpuGeneration(name=k, **v) for k, v in acc["tpus"].items()},
         gpus={k: GpuType(name=k, **v) for k, v in acc["gpus"].items()},
         models={k: ModelArch(name=k, **v) for k, v in mdl["models"].items()},
+        machines={k: MachineShape(**v) for k, v in acc["machines"].items()},
+        metrics={k: EngineMetrics(**v) for k, v in met["engines"].items()},
+        loading=Loading(**{**ldg, "paths": {k: LoadPath(name=k, **v) for k, v in ldg["paths"].items()}}),
         tpu_chip_prices=tpu_prices,
         machine_prices=machine_prices,
     )
