@@ -7,35 +7,40 @@ binding and the identity are created by the same stack.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-POD_SECURITY_ENFORCE = "baseline"
-"""Enforced Pod Security level. Not `restricted`: the disaggregated JetStream server of seed 001
-adds NET_ADMIN, SYS_PTRACE and SYS_TIME. Restricted is still audited and warned about, and each
-workload's own security context is restricted unless it names its exception."""
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+EXCEPTION_ANNOTATION = "gke-inference.dev/pod-security-exception"
 
 
 @dataclass(frozen=True)
 class ServingNamespaceArgs:
     service_accounts: tuple[str, ...]
+    enforce: PodSecurityLevel = "restricted"
+    """Enforced Pod Security level; `restricted` unless a workload here needs more, then `exception` says why."""
+    exception: str | None = None
 
 
 class ServingNamespace(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServingNamespaceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:k8s:ServingNamespace", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        if (args.enforce == "restricted") != (args.exception is None):
+            raise ValueError(f"namespace {name}: a Pod Security level below restricted needs its reason, and only then")
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=name,
                 labels={
-                    "pod-security.kubernetes.io/enforce": POD_SECURITY_ENFORCE,
+                    "pod-security.kubernetes.io/enforce": args.enforce,
                     "pod-security.kubernetes.io/audit": "restricted",
                     "pod-security.kubernetes.io/warn": "restricted",
                     "app.kubernetes.io/managed-by": "pulumi",
                 },
+                annotations={EXCEPTION_ANNOTATION: args.exception} if args.exception else None,
             ),
             opts=child,
         )

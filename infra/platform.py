@@ -25,7 +25,8 @@ from components.network import Network, NetworkArgs
 from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, NodeAutoscaling, TpuSlicePool, TpuSlicePoolArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
 from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
-from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool
+from infra import serving
+from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool, Workload
 
 
 def resource_prefix(cfg: StackConfig) -> str:
@@ -266,13 +267,17 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     # The serving layer deploys into this cluster in the same stack, through this provider.
     k8s_provider = k8s.Provider("k8s", kubeconfig=kube, enable_server_side_apply=True)
     k8s_opts = pulumi.ResourceOptions(providers=[k8s_provider])
-    namespaces: dict[str, list[str]] = defaultdict(list)
+    namespaces: dict[str, list[Workload]] = defaultdict(list)
     for workload in cfg.workloads.values():
-        namespaces[workload.config.namespace].append(workload.service_account)
-    for namespace, accounts in sorted(namespaces.items()):
-        ServingNamespace(namespace, ServingNamespaceArgs(tuple(sorted(accounts))), k8s_opts)
+        namespaces[workload.config.namespace].append(workload)
+    created: dict[str, pulumi.Resource] = {}
+    for namespace, members in sorted(namespaces.items()):
+        level, reason = serving.pod_security(members)
+        accounts = tuple(sorted(w.service_account for w in members))
+        created[namespace] = ServingNamespace(namespace, ServingNamespaceArgs(accounts, level, reason), k8s_opts)
     for name, cc in cfg.compute_classes.items():
         ComputeClass(name, compute_class_args(cfg, cc, identity.email), k8s_opts)
+    served = serving.build(cfg, serving.PlatformHandles(gcp=opts, k8s=k8s_opts, namespaces=created, storage_ready=[storage]))
 
     return {
         "cluster_name": cluster_name,
@@ -281,4 +286,5 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         "node_service_account": identity.email,
         "model_bucket": storage.bucket,
         "model_bucket_url": storage.url,
+        **served,
     }

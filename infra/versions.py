@@ -1,7 +1,66 @@
 """Every pinned version in one place: Kubernetes API level, charts, CRDs, images.
 
-Bumping a version is a one-line change here, reviewed in a pull request with its plan diff.
+Bumping a version is a one-line change here, reviewed in a pull request with its plan diff. Each
+pin carries a ``# renovate:`` comment naming where new releases come from.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 KUBERNETES_MINOR = "1.34"
 """Kubernetes API level the rendered manifests are validated against (GKE REGULAR channel, 2026-11)."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A container image pinned by tag, and by digest where its publisher's digest is known."""
+
+    repository: str
+    tag: str
+    digest: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+
+def undigested_reason(images: list[Image]) -> str | None:
+    """Why these images run without a digest (for the policy exception), or None when all have one."""
+    missing = sorted({f"{i.repository.rsplit('/', 1)[-1]}:{i.tag}" for i in images if not i.digest})
+    if not missing:
+        return None
+    return (
+        f"no digest is published for {', '.join(missing)}; pinned by exact tag in infra/versions.py. "
+        "Mirror them into the project's Artifact Registry and pin the digests to lift this"
+    )
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A Helm chart pinned by version; `chart` is an OCI reference."""
+
+    chart: str
+    version: str
+
+
+# renovate: datasource=docker depName=registry.k8s.io/lws/charts/lws
+LWS_CHART = Chart("oci://registry.k8s.io/lws/charts/lws", "0.10.0")
+"""LeaderWorkerSet controller and CRD (kubernetes-sigs/lws v0.10.0, 2026-08-11; seed 001 used v0.4.0)."""
+
+# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-v2-images/pathways/proxy_server
+PATHWAYS_PROXY_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-v2-images/pathways/proxy_server", "jax-0.5.3")
+# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-v2-images/pathways/server
+PATHWAYS_SERVER_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-v2-images/pathways/server", "jax-0.5.3")
+"""Pathways resource manager and workers: one build for every pod of a group, matching the proxy's tag (a drift
+breaks with 'Pathways client is at an incompatible protocol version'). jax-0.5.3 is the tag GKE's samples pair
+with jetstream-pathways:v0.2.0; newer tags are not validated with it."""
+# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-pathways
+JETSTREAM_PATHWAYS_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-pathways", "v0.2.0")
+"""MaxText + JetStream server for Pathways (JetStream is archived upstream; last image line)."""
+# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-http
+JETSTREAM_HTTP_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-http", "v0.2.3")
+
+# renovate: datasource=docker depName=gcr.io/gke-release/custom-metrics-stackdriver-adapter
+METRICS_ADAPTER_IMAGE = Image("gcr.io/gke-release/custom-metrics-stackdriver-adapter", "v0.16.9-gke.0")
+"""Custom Metrics Stackdriver Adapter (GoogleCloudPlatform/k8s-stackdriver @673c7dd8, 2026-08-18)."""

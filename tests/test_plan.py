@@ -15,6 +15,7 @@ from conftest import BASE, ENVIRONMENTS, STACKS, mutate
 from components.identity import NODE_SA_ROLES
 from infra.cli import main
 from infra.plan import SECRET, CapturingMonitor, FakeCloud, StackFile, execute, plain
+from infra.render import REFERENCE_TYPES
 
 
 @pytest.fixture(scope="session")
@@ -73,11 +74,17 @@ def test_nodes_run_as_the_dedicated_least_privilege_account(planned: Path) -> No
     cluster = one(items, "gcp:container/cluster:Cluster")
     assert cluster["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"] == email
     pools = [r for r in items if r["type"] == "gcp:container/nodePool:NodePool"]
-    assert len(pools) == 6 and all(p["inputs"]["nodeConfig"]["serviceAccount"] == email for p in pools)
+    assert len(pools) == 7 and all(p["inputs"]["nodeConfig"]["serviceAccount"] == email for p in pools)
     assert all(p["inputs"]["cluster"] == cluster["inputs"]["name"] for p in pools)
     members = [r["inputs"] for r in items if r["type"] == "gcp:projects/iAMMember:IAMMember"]
-    assert sorted(m["role"] for m in members) == sorted(NODE_SA_ROLES)
-    assert {m["member"] for m in members} == {f"serviceAccount:{email}"}
+    accounts = [m for m in members if m["member"].startswith("serviceAccount:")]
+    assert sorted(m["role"] for m in accounts) == sorted(NODE_SA_ROLES)
+    assert {m["member"] for m in accounts} == {f"serviceAccount:{email}"}
+    # The only other project grant: the metrics adapter's own principal may read Cloud Monitoring, nothing else.
+    others = [m for m in members if m not in accounts]
+    assert [(m["role"], m["member"].rsplit("/subject/", 1)[-1]) for m in others] == [
+        ("roles/monitoring.viewer", "ns/custom-metrics/sa/custom-metrics-stackdriver-adapter")
+    ]
 
 
 def test_nap_accelerator_limits_are_derived_from_pools(planned: Path) -> None:
@@ -87,8 +94,8 @@ def test_nap_accelerator_limits_are_derived_from_pools(planned: Path) -> None:
             "resourceLimits"
         ]
     }
-    # prod: one 4x4 (16 chips) + two 2x4 (8 chips each); 2 a3-highgpu-8g; 3 g2-standard-24 (2 L4) in 2 zones.
-    assert limits["tpu-v6e-slice"] == 16 + 2 * 8
+    # prod: two 4x4 (16 chips each) + two 2x4 (8 chips each); 2 a3-highgpu-8g; 3 g2-standard-24 (2 L4) in 2 zones.
+    assert limits["tpu-v6e-slice"] == 2 * 16 + 2 * 8
     assert limits["nvidia-h100-80gb"] == 2 * 8
     assert limits["nvidia-l4"] == 3 * 2 * 2
 
@@ -125,7 +132,7 @@ def test_cost_totals_add_up(planned: Path) -> None:
     assert cost["hourly_max"] == pytest.approx(sum(line["hourly_max"] for line in cost["lines"]), abs=0.01)
     assert cost["monthly_max"] == pytest.approx(cost["hourly_max"] * 730, abs=0.01)
     tpu = {line["item"]: line for line in cost["lines"]}["tpu_pools.v6e-4x4"]
-    assert (tpu["max_units"], tpu["unit_price"]) == (16, 2.70)  # reservation billed at the on-demand rate
+    assert (tpu["max_units"], tpu["unit_price"]) == (2 * 16, 2.70)  # reservation billed at the on-demand rate
 
 
 def test_plan_is_byte_identical_across_runs(planned: Path, tmp_path: Path) -> None:
@@ -194,11 +201,18 @@ def test_diff_of_a_stack_with_itself_is_empty(planned: Path) -> None:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_every_kubernetes_object_is_rendered_whole_and_valid(planned: Path, env: str) -> None:
     items = [r for r in resources(planned, env) if r["type"].startswith("kubernetes:")]
-    files = sorted((planned / env / "manifests").glob("*.yaml"))
-    assert len(files) == len(items) > 0
+    objects = [r for r in items if not r["type"].startswith(REFERENCE_TYPES)]
+    charts = [r for r in items if r["type"].startswith(REFERENCE_TYPES)]
+    files = sorted(f for f in (planned / env / "manifests").glob("*.yaml") if f.name != "references.yaml")
+    assert len(files) == len(objects) > 0
     rendered = [yaml.safe_load(f.read_text()) for f in files]
     assert sorted(json.dumps(d, sort_keys=True) for d in rendered) == sorted(
-        json.dumps(r["inputs"], sort_keys=True) for r in items
+        json.dumps(r["inputs"], sort_keys=True) for r in objects
+    )
+    references = planned / env / "manifests" / "references.yaml"
+    listed = yaml.safe_load(references.read_text())["references"] if references.exists() else []
+    assert sorted((r["resource"], r["chart"], r["version"]) for r in listed) == sorted(
+        (r["name"], r["inputs"]["chart"], r["inputs"]["version"]) for r in charts
     )
     assert json.loads((planned / env / "summary.json").read_text())["manifests"]["schema_problems"] == []
 
@@ -223,4 +237,4 @@ def test_autoscaling_defaults_to_the_engine_queue_metric(planned: Path) -> None:
         "metric": "vllm:num_requests_waiting",
         "target": 5,
     }
-    assert workloads["llama-405b"]["autoscaling"] is None
+    assert workloads["llama-405b"]["autoscaling"]["metric"] == "jetstream_prefill_backlog_size"

@@ -19,6 +19,7 @@ from infra.cli import main
 from infra.config import StackConfig, load_config
 from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
 from infra.platform import compute_class_args, tpu_node_pool_names
+from infra.serving import scratch_bucket_name
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 
@@ -69,11 +70,13 @@ def test_tpu_node_pools_follow_the_slice(plans: dict[str, list[dict[str, Any]]],
 
 
 def test_seed_shapes_render_as_in_the_source_documents(plans: dict[str, list[dict[str, Any]]]) -> None:
-    """prod: the 405B slice is 4 ct6e-standard-4t nodes; each disaggregated 2x4 slice is 2 nodes."""
+    """prod: each 405B slice is 4 ct6e-standard-4t nodes (scaled as one); each disaggregated 2x4 slice is 2 nodes."""
     pools = by_name(plans["prod"], NODE_POOL)
-    assert (pools["v6e-4x4"]["nodeCount"], pools["v6e-4x4"]["nodeConfig"]["machineType"]) == (4, "ct6e-standard-4t")
+    for node_pool in ("v6e-4x4-0", "v6e-4x4-1"):
+        p = pools[node_pool]
+        assert (p["autoscaling"]["maxNodeCount"], p["nodeConfig"]["machineType"]) == (4, "ct6e-standard-4t")
     assert [pools[f"v6e-2x4-{i}"]["nodeCount"] for i in range(2)] == [2, 2]
-    reservation = pools["v6e-4x4"]["nodeConfig"]["reservationAffinity"]
+    reservation = pools["v6e-4x4-0"]["nodeConfig"]["reservationAffinity"]
     assert reservation == {
         "consumeReservationType": "SPECIFIC_RESERVATION",
         "key": "compute.googleapis.com/reservation-name",
@@ -120,10 +123,19 @@ def test_cache_zones_are_pool_zones_inside_the_bucket_location(plans: dict[str, 
 def test_serving_accounts_read_weights_through_workload_identity(plans: dict[str, list[dict[str, Any]]], env: str) -> None:
     cfg, items = load_stack(env), plans[env]
     members = [r["inputs"] for r in of_type(items, "gcp:storage/bucketIAMMember:BucketIAMMember")]
-    assert {m["role"] for m in members} == {"roles/storage.objectViewer"}
-    assert sorted(m["member"] for m in members) == sorted(
+    readers = [m for m in members if m["bucket"] == cfg.bucket_name]
+    assert {m["role"] for m in readers} == {"roles/storage.objectViewer"}  # nobody serving may write the weights
+    assert sorted(m["member"] for m in readers) == sorted(
         workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)
         for w in cfg.workloads.values()
+    )
+    # Pathways writes its scratch state to the stack's own bucket, and only JetStream workloads may.
+    writers = [m for m in members if m["bucket"] != cfg.bucket_name]
+    assert {(m["bucket"], m["role"]) for m in writers} <= {(scratch_bucket_name(cfg), "roles/storage.objectUser")}
+    assert sorted(m["member"] for m in writers) == sorted(
+        workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)
+        for w in cfg.workloads.values()
+        if w.config.engine == "jetstream-pathways"
     )
 
 
@@ -183,9 +195,10 @@ def test_compute_class_selects_its_pool_then_walks_the_ladder(plans: dict[str, l
     assert [("reservation" if "reservations" in r else "on_demand") for r in rungs] == list(cc.ladder)
     assert all(r["tpu"] == {"type": "tpu-v6e-slice", "count": pool.slice.chips_per_vm, "topology": "4x4"} for r in rungs)
     assert rungs[0]["reservations"]["specific"][0]["zones"] == list(pool.zones) and "location" not in rungs[0]
-    labels = by_name(plans["prod"], NODE_POOL)["v6e-4x4"]["nodeConfig"]
-    assert labels["labels"][COMPUTE_CLASS_KEY] == "tpu-v6e-4x4"
-    assert labels["taints"] == [{"key": COMPUTE_CLASS_KEY, "value": "tpu-v6e-4x4", "effect": "NO_SCHEDULE"}]
+    for node_pool in tpu_node_pool_names(cc.pool, pool.config.slices):
+        labels = by_name(plans["prod"], NODE_POOL)[node_pool]["nodeConfig"]
+        assert labels["labels"][COMPUTE_CLASS_KEY] == "tpu-v6e-4x4"
+        assert labels["taints"] == [{"key": COMPUTE_CLASS_KEY, "value": "tpu-v6e-4x4", "effect": "NO_SCHEDULE"}]
 
 
 def test_compute_class_rungs_for_every_capacity_model(catalog: object) -> None:

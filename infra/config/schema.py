@@ -249,5 +249,5 @@ SECRET_KEYS = frozenset({"hf_token"})
 DEFAULT_METRIC = {
     "jetstream-pathways": "jetstream_prefill_backlog_size",
     "vllm": "vllm:num_requests_waiting",
-    "triton": "nv_inference_queue_duration_us",
+    "triton": "nv_inference_pending_request_count",
 }

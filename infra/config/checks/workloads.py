@@ -34,6 +34,14 @@ def workload(
             "both true",
             "disabled",
         )
+    gauges = ctx.catalog.metrics[c.engine].gauges
+    if auto and auto.metric and auto.metric not in gauges:
+        ctx.add(
+            ns_path(*base, "autoscaling", "metric"),
+            f"not a gauge {c.engine} exports (an HPA averages the latest value of a gauge)",
+            one_of(gauges),
+            auto.metric,
+        )
     if c.engine == "jetstream-pathways":
         return _jetstream(ctx, name, base, c, model, tpu)
     return _gpu_server(ctx, name, base, c, model, gpu)
@@ -57,8 +65,13 @@ def _jetstream(
             None,
         )
         return None
-    if not model.maxtext_name:
-        ctx.add(ns_path(*base, "model"), "no MaxText config for this model", "a model with a MaxText config", c.model)
+    if not model.maxtext_name or not model.maxtext_tokenizer:
+        ctx.add(
+            ns_path(*base, "model"),
+            "no MaxText config and tokenizer for this model in the catalog",
+            "a model with maxtext_name and maxtext_tokenizer",
+            c.model,
+        )
     want = 2 if c.mode == "disaggregated" else 1
     if len(c.tpu_pools) != want:
         ctx.add(
@@ -87,6 +100,15 @@ def _jetstream(
         )
         return None
     slice_ = pools[0].slice
+    if c.mode == "disaggregated" and sizing.disaggregated_server(slice_) is None:
+        shapes_text = ", ".join(f"{gen} with {chips} chips" for gen, chips in sizing.DISAGGREGATED_SERVERS)
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            "MaxText's disaggregated server runs prefill and decode on one slice each of fixed shapes",
+            f"slices of {shapes_text}",
+            f"{slice_.generation.name} {slice_.topology} ({slice_.chips} chips)",
+        )
+        return None
     fit = sizing.tpu_fit(
         model,
         slice_,

@@ -1,0 +1,79 @@
+"""A scratch bucket for the Pathways servers' temporary state, owned by the stack.
+
+Seed 001 points `--gcs_scratch_location` at Google's shared `gs://cloud-pathways-staging`. Here each
+stack has its own bucket, objects expire after a TTL, and only the serving identities that need
+scratch space may write to it: they never get write access to the model bucket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.identity import workload_principal
+
+WRITER_ROLE = "roles/storage.objectUser"
+"""Read, write and delete objects; no bucket administration."""
+
+
+@dataclass(frozen=True)
+class Writer:
+    namespace: str
+    service_account: str
+
+
+def _principal(number: str, *, project_id: str, writer: Writer) -> str:
+    return workload_principal(number, project_id, writer.namespace, writer.service_account)
+
+
+@dataclass(frozen=True)
+class ScratchStorageArgs:
+    project: str
+    bucket_name: str
+    location: str
+    ttl_days: int
+    writers: tuple[Writer, ...]
+    protect: bool
+    kms_key: str | None = None
+
+
+class ScratchStorage(pulumi.ComponentResource):
+    """Uniform access, public access prevention, CMEK when the model bucket has it, a delete-after-TTL rule."""
+
+    url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ScratchStorageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:storage:ScratchStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            name=args.bucket_name,
+            project=args.project,
+            location=args.location,
+            storage_class="STANDARD",
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=args.ttl_days),
+                )
+            ],
+            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=args.kms_key) if args.kms_key else None,
+            force_destroy=False,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
+        for writer in args.writers:
+            gcp.storage.BucketIAMMember(
+                f"{name}-writer-{writer.namespace}-{writer.service_account}",
+                bucket=bucket.name,
+                role=WRITER_ROLE,
+                member=project.number.apply(partial(_principal, project_id=args.project, writer=writer)),
+                opts=child,
+            )
+        self.url = bucket.url
+        self.register_outputs({"url": self.url})

@@ -1,0 +1,228 @@
+"""Serving composition: the model servers of a checked StackConfig, on what the platform hands over.
+
+Takes only the platform's handles (Kubernetes provider, model bucket, node pools' names and compute
+classes, the serving namespaces and their service accounts) and maps each workload onto its
+engine's component, deriving every number from the catalog through `infra.sizing`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import pulumi
+
+from components import pathways
+from components.lws import LeaderWorkerSetApi, LeaderWorkerSetApiArgs
+from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
+from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
+from components.scratch_storage import ScratchStorage, ScratchStorageArgs, Writer
+from components.serving_namespace import PodSecurityLevel
+from components.serving_objects import Scaling
+from infra import sizing, versions
+from infra.catalog import Catalog
+from infra.catalog import load as load_catalog
+from infra.config import StackConfig, Workload
+
+TPU_ACCELERATOR_KEY = "cloud.google.com/gke-tpu-accelerator"
+TPU_TOPOLOGY_KEY = "cloud.google.com/gke-tpu-topology"
+LOAD_PATH = "gcs-anywhere-cache"
+"""How JetStream checkpoints reach the slice: Pathways workers restore from the bucket through the zone's cache."""
+SCRATCH_TTL_DAYS = 7
+"""Pathways scratch objects (compilation and transfer state) expire after a week."""
+HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S = 1800, 3600
+"""Upper bounds the HPA API accepts for a policy's periodSeconds and a stabilization window."""
+
+
+PATHWAYS_IMAGES = (
+    versions.PATHWAYS_PROXY_IMAGE,
+    versions.PATHWAYS_SERVER_IMAGE,
+    versions.JETSTREAM_PATHWAYS_IMAGE,
+    versions.JETSTREAM_HTTP_IMAGE,
+)
+"""In the order of pathways.Images: proxy, server, jetstream, http."""
+IMAGE_POLICY = "inf-k8s-image-pinned"
+
+
+def image_exceptions(images: list[versions.Image]) -> dict[str, str]:
+    """The image-digest policy exception a workload carries when some of its images have no known digest."""
+    reason = versions.undigested_reason(images)
+    return {IMAGE_POLICY: reason} if reason else {}
+
+
+@dataclass(frozen=True)
+class PlatformHandles:
+    """What the platform layer hands the serving layer."""
+
+    gcp: pulumi.ResourceOptions
+    k8s: pulumi.ResourceOptions
+    namespaces: dict[str, pulumi.Resource]
+    """Serving namespace -> the component holding the namespace and its service accounts."""
+    storage_ready: list[pulumi.Resource]
+    """The model bucket and its CMEK grant, which the scratch bucket reuses."""
+
+
+def checkpoint_path(cfg: StackConfig, workload: Workload) -> str:
+    """gs:// path of the MaxText checkpoint: `checkpoint` in the bucket, else maxtext/<model>/<dtype>/0/items."""
+    c = workload.config
+    path = c.checkpoint or f"maxtext/{workload.model.name}/{c.weight_dtype}/0/items"
+    return f"gs://{cfg.bucket_name}/{path.strip('/')}"
+
+
+def scratch_bucket_name(cfg: StackConfig) -> str:
+    return f"{cfg.bucket_name}-scratch"
+
+
+def placement(cfg: StackConfig, workload: Workload) -> pathways.Placement:
+    """The compute class when one selects the pool, else accelerator + topology + the pool's own label."""
+    pool = workload.tpu_pools[0]
+    tolerations: list[tuple[str, str, str | None]] = [(pathways.TPU_RESOURCE, "Exists", None)]
+    cls = cfg.compute_class_of(pool.name)
+    if cls is not None:
+        tolerations.append((COMPUTE_CLASS_KEY, "Equal", cls))
+        return pathways.Placement({COMPUTE_CLASS_KEY: cls}, tuple(tolerations))
+    selector = {
+        TPU_ACCELERATOR_KEY: pool.slice.generation.gke_accelerator,
+        TPU_TOPOLOGY_KEY: pool.slice.topology,
+        POOL_LABEL: pool.name,
+    }
+    return pathways.Placement(selector, tuple(tolerations))
+
+
+def layout(workload: Workload) -> pathways.PathwaysLayout:
+    slice_, slices = workload.tpu_pools[0].slice, len(workload.tpu_pools)
+    ici = sizing.maxtext_parallelism(workload.model, slice_.chips)
+    return pathways.PathwaysLayout(
+        instance_type=sizing.pathways_flags(slice_, slices).instance_type,
+        slices=slices,
+        vms_per_slice=slice_.vms,
+        chips_per_vm=slice_.chips_per_vm,
+        group_size=sizing.lws_group_size(slice_, slices),
+        ici=(ici.fsdp, ici.autoregressive, ici.tensor),
+    )
+
+
+def startup(catalog: Catalog, workload: Workload) -> sizing.StartupEstimate:
+    """Each slice restores its own copy of the weights, read by that slice's hosts in parallel."""
+    slice_ = workload.tpu_pools[0].slice
+    return sizing.startup_estimate(
+        catalog.loading,
+        path=LOAD_PATH,
+        engine=workload.config.engine,
+        weight_bytes=sizing.weight_bytes(workload.model, workload.config.weight_dtype),
+        hosts=slice_.vms,
+    )
+
+
+def scaling(workload: Workload, start: sizing.StartupEstimate) -> Scaling | None:
+    """Add at most one replica per start time (a new group serves nothing before it has started); wait twice
+    that before removing one (bringing it back costs a start time)."""
+    auto = workload.config.autoscaling
+    if auto is None:
+        return None
+    return Scaling(
+        min_replicas=auto.min_replicas,
+        max_replicas=auto.max_replicas,
+        metric=workload.metric,
+        target=auto.target,
+        scale_up_period_s=min(HPA_MAX_PERIOD_S, math.ceil(start.predicted_s)),
+        scale_down_window_s=min(HPA_MAX_WINDOW_S, math.ceil(2 * start.predicted_s)),
+    )
+
+
+def pathways_args(
+    cfg: StackConfig, catalog: Catalog, workload: Workload, api: LeaderWorkerSetApi
+) -> pathways.JetStreamPathwaysArgs:
+    c, slice_ = workload.config, workload.tpu_pools[0].slice
+    start = startup(catalog, workload)
+    pods = sizing.pathways_pod_resources(catalog.machines[slice_.machine_type])
+    assert workload.model.maxtext_name and workload.model.maxtext_tokenizer  # checked by the loader
+    return pathways.JetStreamPathwaysArgs(
+        namespace=c.namespace,
+        service_account=workload.service_account,
+        mode=c.mode,
+        layout=layout(workload),
+        placement=placement(cfg, workload),
+        server=pathways.MaxTextServer(
+            model_name=workload.model.maxtext_name,
+            tokenizer_path=workload.model.maxtext_tokenizer,
+            load_parameters_path=checkpoint_path(cfg, workload),
+            max_prefill_predict_length=c.max_prefill_length or c.max_context // 2,
+            max_target_length=c.max_context,
+            per_device_batch_size=c.per_device_batch_size or 1,
+            quantization=None if c.weight_dtype == "bf16" else c.weight_dtype,
+            quantize_kvcache=c.kv_cache_dtype != "bf16",
+            inference_server=sizing.disaggregated_server(slice_) if c.mode == "disaggregated" else None,
+        ),
+        images=pathways.Images(*(i.ref for i in PATHWAYS_IMAGES)),
+        scratch_location=f"gs://{scratch_bucket_name(cfg)}/{workload.name}",
+        startup_failure_threshold=start.probe_failure_threshold,
+        probe_period_s=sizing.PROBE_PERIOD_SECONDS,
+        leader=pathways.PodRequests(pods.leader.cpu_millis, pods.leader.memory_mib),
+        worker=pathways.PodRequests(pods.worker.cpu_millis, pods.worker.memory_mib),
+        replicas=c.replicas,
+        scaling=scaling(workload, start),
+        scrape_interval=cfg.observability.scrape_interval,
+        ingress_cidrs=tuple(x for x in (cfg.network.proxy_only_cidr,) if x),
+        exceptions=image_exceptions(list(PATHWAYS_IMAGES)),
+        depends_on=tuple(api.ready),
+    )
+
+
+def cluster_url(service: str, *, namespace: str) -> str:
+    """The in-cluster address of a JetStream HTTP front (the Inference Gateway routes to the same Service)."""
+    return f"http://{service}.{namespace}.svc.cluster.local:{pathways.HTTP_PORT}"
+
+
+def pod_security(workloads: list[Workload]) -> tuple[PodSecurityLevel, str | None]:
+    """The Pod Security level a namespace can enforce for these workloads, and why when not `restricted`."""
+    disaggregated = sorted(
+        w.name for w in workloads if w.config.engine == "jetstream-pathways" and w.config.mode == "disaggregated"
+    )
+    if not disaggregated:
+        return "restricted", None
+    caps = ", ".join(pathways.DISAGGREGATED_CAPABILITIES)
+    return "privileged", f"{', '.join(disaggregated)}: the disaggregated JetStream server runs as root with {caps} (seed 001)"
+
+
+def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None = None) -> dict[str, pulumi.Input[object]]:
+    """Every workload's server; returns the serving outputs (each workload's in-cluster endpoint)."""
+    catalog = catalog or load_catalog()
+    if cfg.observability.custom_metrics_adapter and any(w.config.autoscaling for w in cfg.workloads.values()):
+        MetricsAdapter(
+            "metrics-adapter",
+            MetricsAdapterArgs(
+                cfg.project, versions.METRICS_ADAPTER_IMAGE.ref, image_exceptions([versions.METRICS_ADAPTER_IMAGE])
+            ),
+            platform.gcp,
+            platform.k8s,
+        )
+    jetstream = {n: w for n, w in cfg.workloads.items() if w.config.engine == "jetstream-pathways"}
+    outputs: dict[str, pulumi.Input[object]] = {}
+    if not jetstream:
+        return outputs
+    api = LeaderWorkerSetApi("lws", LeaderWorkerSetApiArgs(versions.LWS_CHART.chart, versions.LWS_CHART.version), platform.k8s)
+    ScratchStorage(
+        "scratch",
+        ScratchStorageArgs(
+            project=cfg.project,
+            bucket_name=scratch_bucket_name(cfg),
+            location=cfg.bucket_location,
+            ttl_days=SCRATCH_TTL_DAYS,
+            writers=tuple(Writer(w.config.namespace, w.service_account) for w in jetstream.values()),
+            protect=cfg.protection.protect,
+            kms_key=cfg.model_storage.kms_key,
+        ),
+        pulumi.ResourceOptions.merge(platform.gcp, pulumi.ResourceOptions(depends_on=platform.storage_ready)),
+    )
+    for name, workload in jetstream.items():
+        server = pathways.JetStreamPathways(
+            name,
+            pathways_args(cfg, catalog, workload, api),
+            pulumi.ResourceOptions.merge(
+                platform.k8s, pulumi.ResourceOptions(depends_on=[platform.namespaces[workload.config.namespace]])
+            ),
+        )
+        outputs[f"{name}_endpoint"] = server.service.apply(partial(cluster_url, namespace=workload.config.namespace))
+    return outputs
