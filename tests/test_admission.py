@@ -17,7 +17,7 @@ from infra.admission import check, check_all, load_crds
 from infra.admission.cel_library import parse_request_uri
 from infra.admission.crds import CRDIndex
 from infra.admission.rules import compile_rule
-from infra.cli import main
+from infra.cli import EXIT_CHECKS, main
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = Path(os.environ.get("GKE_INFERENCE_SCHEMAS", REPO.parent / "shared" / "schemas"))
@@ -254,6 +254,17 @@ def test_objects_without_a_crd_are_problems_and_built_in_objects_are_skipped(tmp
     assert [str(p) for p in check_all(objects, index)] == [
         f"Thing t: apiVersion: no CRD for x.io/v1 Thing in {tmp_path}; expected a CustomResourceDefinition serving it, got none"
     ]
+
+
+def test_plan_with_crds_fails_for_a_custom_resource_without_its_crd(tmp_path: Path) -> None:
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    (crds / "widgets.yaml").write_text(yaml.safe_dump(crd({"type": "object"})))
+    result = CliRunner().invoke(
+        main, ["plan", "prod", "--out", str(tmp_path / "out"), "--stacks-dir", str(REPO / "stacks"), "--crds", str(crds)]
+    )
+    assert result.exit_code == EXIT_CHECKS
+    assert f"ComputeClass tpu-v6e-4x4: apiVersion: no CRD for cloud.google.com/v1 ComputeClass in {crds}" in result.stderr
 
 
 # --------------------------------------------------------------------------- the CEL library
