@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from infra import admission, policy_runner, render, report
 from infra import diff as diff_mod
-from infra import policy_runner, render, report
 from infra.config import ConfigError
 from infra.plan import Capture, StackFile, run
 from infra.versions import KUBERNETES_MINOR
@@ -60,8 +60,9 @@ def check_policies(stack_path: Path, stack_file: StackFile, capture: Capture) ->
     }
 
 
-def plan_one(path: Path, out: Path) -> int:
-    """Plan one stack file into out/STACK; returns its exit code."""
+def plan_one(path: Path, out: Path, crds: admission.CRDIndex | None = None) -> int:
+    """Plan one stack file into out/STACK; returns its exit code. With `crds`, every rendered custom
+    resource must also pass offline admission against them."""
     try:
         stack_file = StackFile.read(path)
         capture = run(stack_file)
@@ -75,7 +76,10 @@ def plan_one(path: Path, out: Path) -> int:
     invalid = summary["manifests"]["schema_problems"]
     for problem in invalid:
         click.echo(f"{capture.stack}: manifest fails the Kubernetes {KUBERNETES_MINOR} schema: {problem}", err=True)
-    return EXIT_CHECKS if invalid or policies["mandatory"] else EXIT_OK
+    refused = admission.check_all(render.kubernetes_objects([r.as_json() for r in capture.resources])[0], crds) if crds else []
+    for refusal in refused:
+        click.echo(f"{capture.stack}: custom resource fails admission: {refusal}", err=True)
+    return EXIT_CHECKS if invalid or refused or policies["mandatory"] else EXIT_OK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,13 +101,20 @@ def main() -> None:
     default=None,
     help="Where Pulumi.<stack>.yaml files live (default: ./stacks).",
 )
-def plan(stacks: tuple[str, ...], stack_files: tuple[Path, ...], out: Path, stacks_dir: Path | None) -> None:
+@click.option(
+    "--crds",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Check rendered custom resources against the CRDs (and whole-object JSON Schemas) in DIR.",
+)
+def plan(stacks: tuple[str, ...], stack_files: tuple[Path, ...], out: Path, stacks_dir: Path | None, crds: Path | None) -> None:
     """Run the program under Pulumi's mock runtime for STACKS (default: every stack) and write the results.
 
     Exit 0 when every stack is valid, 2 when a stack's configuration is invalid (nothing is written
-    for it), 1 when a mandatory policy is violated.
+    for it), 1 when a mandatory policy is violated or (with --crds) a custom resource fails admission.
     """
-    codes = [plan_one(p, out) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
+    index = admission.load_crds(crds) if crds else None
+    codes = [plan_one(p, out, index) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
     sys.exit(max(codes))
 
 
