@@ -5,14 +5,18 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from infra import admission, policy_runner, render, report
 from infra import diff as diff_mod
+from infra import policy_runner, render, report
 from infra.config import ConfigError
 from infra.plan import Capture, StackFile, run
 from infra.versions import KUBERNETES_MINOR
+
+if TYPE_CHECKING:
+    from infra.admission import CRDIndex
 
 EXIT_OK, EXIT_CHECKS, EXIT_CONFIG = 0, 1, 2
 """1: a rendered manifest fails its schema or a mandatory policy is violated."""
@@ -60,7 +64,7 @@ def check_policies(stack_path: Path, stack_file: StackFile, capture: Capture) ->
     }
 
 
-def plan_one(path: Path, out: Path, crds: admission.CRDIndex | None = None) -> int:
+def plan_one(path: Path, out: Path, crds: CRDIndex | None = None) -> int:
     """Plan one stack file into out/STACK; returns its exit code. With `crds`, every rendered custom
     resource must also pass offline admission against them."""
     try:
@@ -76,7 +80,11 @@ def plan_one(path: Path, out: Path, crds: admission.CRDIndex | None = None) -> i
     invalid = summary["manifests"]["schema_problems"]
     for problem in invalid:
         click.echo(f"{capture.stack}: manifest fails the Kubernetes {KUBERNETES_MINOR} schema: {problem}", err=True)
-    refused = admission.check_all(render.kubernetes_objects([r.as_json() for r in capture.resources])[0], crds) if crds else []
+    refused = []
+    if crds is not None:
+        from infra.admission import check_all  # CEL is loaded only when a plan is checked against CRDs
+
+        refused = check_all(render.kubernetes_objects([r.as_json() for r in capture.resources])[0], crds)
     for refusal in refused:
         click.echo(f"{capture.stack}: custom resource fails admission: {refusal}", err=True)
     return EXIT_CHECKS if invalid or refused or policies["mandatory"] else EXIT_OK
@@ -113,7 +121,11 @@ def plan(stacks: tuple[str, ...], stack_files: tuple[Path, ...], out: Path, stac
     Exit 0 when every stack is valid, 2 when a stack's configuration is invalid (nothing is written
     for it), 1 when a mandatory policy is violated or (with --crds) a custom resource fails admission.
     """
-    index = admission.load_crds(crds) if crds else None
+    index = None
+    if crds is not None:
+        from infra.admission import load_crds
+
+        index = load_crds(crds)
     codes = [plan_one(p, out, index) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
     sys.exit(max(codes))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -502,10 +501,6 @@ def test_rendered_custom_resources_pass_upstream_schema_admission(tmp_path: Path
     result = CliRunner().invoke(main, ["plan", "--out", str(tmp_path), "--stacks-dir", str(REPO / "stacks")])
     assert result.exit_code == 0, result.output
     objects = [yaml.safe_load(p.read_text()) for p in sorted(tmp_path.glob("*/manifests/*.yaml")) if p.name != "references.yaml"]
-    index = load_crds(SCHEMAS)
-    started = time.perf_counter()
-    problems = check_all(objects, index)
-    elapsed = time.perf_counter() - started
+    problems = check_all(objects, load_crds(SCHEMAS))
     assert [str(p) for p in problems] == []
-    assert any(o["kind"] == "ComputeClass" for o in objects)
-    assert elapsed < 2.0
+    assert {"ComputeClass", "LeaderWorkerSet", "PodMonitoring"} <= {o["kind"] for o in objects}
