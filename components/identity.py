@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_gcp as gcp
@@ -17,6 +18,37 @@ def workload_principal(project_number: str, project_id: str, namespace: str, ksa
         f"principal://iam.googleapis.com/projects/{project_number}/locations/global/"
         f"workloadIdentityPools/{project_id}.svc.id.goog/subject/ns/{namespace}/sa/{ksa}"
     )
+
+
+@dataclass(frozen=True)
+class KubernetesAccount:
+    """A Kubernetes service account: under Workload Identity Federation, a principal IAM can grant roles to."""
+
+    namespace: str
+    service_account: str
+
+    def principal(self, project_number: str, *, project_id: str) -> str:
+        return workload_principal(project_number, project_id, self.namespace, self.service_account)
+
+
+def grant_bucket_role(
+    prefix: str,
+    bucket: pulumi.Input[str],
+    role: str,
+    accounts: tuple[KubernetesAccount, ...],
+    project: str,
+    parent: pulumi.Resource,
+) -> None:
+    """One BucketIAMMember per account, named `<prefix>-<namespace>-<account>` and parented to `parent`."""
+    number = gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(parent=parent)).number
+    for account in accounts:
+        gcp.storage.BucketIAMMember(
+            f"{prefix}-{account.namespace}-{account.service_account}",
+            bucket=bucket,
+            role=role,
+            member=number.apply(partial(account.principal, project_id=project)),
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
 
 @dataclass(frozen=True)

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import pulumi
 import pulumi_gcp as gcp
 
-from components.identity import workload_principal
+from components.identity import KubernetesAccount, grant_bucket_role
 
 READER_ROLE = "roles/storage.objectViewer"
-
-
-def _principal(number: str, *, project_id: str, reader: Reader) -> str:
-    return workload_principal(number, project_id, reader.namespace, reader.service_account)
-
-
-@dataclass(frozen=True)
-class Reader:
-    """A Kubernetes service account that loads weights from the bucket."""
-
-    namespace: str
-    service_account: str
 
 
 @dataclass(frozen=True)
@@ -35,7 +22,8 @@ class ModelStorageArgs:
     cache_zones: tuple[str, ...]
     """One Anywhere Cache per zone; the cache serves only clients in its own zone."""
     cache_ttl_hours: int
-    readers: tuple[Reader, ...]
+    readers: tuple[KubernetesAccount, ...]
+    """The serving accounts that load weights: read-only, never write."""
     protect: bool
     retain_on_delete: bool
     """Keep the bucket (and the weights) in GCP when the stack drops it."""
@@ -95,15 +83,7 @@ class ModelStorage(pulumi.ComponentResource):
                 ttl=f"{args.cache_ttl_hours * 3600}s",
                 opts=child,
             )
-        project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
-        for reader in args.readers:
-            gcp.storage.BucketIAMMember(
-                f"{name}-reader-{reader.namespace}-{reader.service_account}",
-                bucket=bucket.name,
-                role=READER_ROLE,
-                member=project.number.apply(partial(_principal, project_id=args.project, reader=reader)),
-                opts=child,
-            )
+        grant_bucket_role(f"{name}-reader", bucket.name, READER_ROLE, args.readers, args.project, self)
         self.bucket = bucket.name
         self.url = bucket.url
         self.register_outputs({"bucket": self.bucket, "url": self.url})

@@ -8,25 +8,14 @@ scratch space may write to it: they never get write access to the model bucket.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 
 import pulumi
 import pulumi_gcp as gcp
 
-from components.identity import workload_principal
+from components.identity import KubernetesAccount, grant_bucket_role
 
 WRITER_ROLE = "roles/storage.objectUser"
 """Read, write and delete objects; no bucket administration."""
-
-
-@dataclass(frozen=True)
-class Writer:
-    namespace: str
-    service_account: str
-
-
-def _principal(number: str, *, project_id: str, writer: Writer) -> str:
-    return workload_principal(number, project_id, writer.namespace, writer.service_account)
 
 
 @dataclass(frozen=True)
@@ -35,7 +24,7 @@ class ScratchStorageArgs:
     bucket_name: str
     location: str
     ttl_days: int
-    writers: tuple[Writer, ...]
+    writers: tuple[KubernetesAccount, ...]
     protect: bool
     kms_key: str | None = None
 
@@ -47,7 +36,6 @@ class ScratchStorage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ScratchStorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:storage:ScratchStorage", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         bucket = gcp.storage.Bucket(
             f"{name}-bucket",
             name=args.bucket_name,
@@ -66,14 +54,6 @@ class ScratchStorage(pulumi.ComponentResource):
             force_destroy=False,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
-        for writer in args.writers:
-            gcp.storage.BucketIAMMember(
-                f"{name}-writer-{writer.namespace}-{writer.service_account}",
-                bucket=bucket.name,
-                role=WRITER_ROLE,
-                member=project.number.apply(partial(_principal, project_id=args.project, writer=writer)),
-                opts=child,
-            )
+        grant_bucket_role(f"{name}-writer", bucket.name, WRITER_ROLE, args.writers, args.project, self)
         self.url = bucket.url
         self.register_outputs({"url": self.url})

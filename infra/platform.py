@@ -19,8 +19,8 @@ from components.cluster import (
     kubeconfig,
 )
 from components.compute_class import ComputeClass, ComputeClassArgs, Gpu, Tpu
-from components.identity import NodeIdentity, NodeIdentityArgs
-from components.model_storage import ModelStorage, ModelStorageArgs, Reader
+from components.identity import KubernetesAccount, NodeIdentity, NodeIdentityArgs
+from components.model_storage import ModelStorage, ModelStorageArgs
 from components.network import Network, NetworkArgs
 from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, NodeAutoscaling, TpuSlicePool, TpuSlicePoolArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
@@ -256,7 +256,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
             soft_delete_days=cfg.model_storage.soft_delete_days,
             cache_zones=cfg.cache_zones,
             cache_ttl_hours=cfg.model_storage.anywhere_cache.ttl_hours,
-            readers=tuple(sorted({Reader(w.config.namespace, w.service_account) for w in cfg.workloads.values()}, key=str)),
+            readers=tuple(
+                sorted({KubernetesAccount(w.config.namespace, w.service_account) for w in cfg.workloads.values()}, key=str)
+            ),
             protect=cfg.protection.protect,
             retain_on_delete=cfg.protection.retain_on_delete,
             kms_key=cfg.model_storage.kms_key,

@@ -97,9 +97,10 @@ def cost_lines(cfg: StackConfig, catalog: Catalog) -> list[CostLine]:
     return lines
 
 
-def workload_summary(w: Workload) -> dict[str, Any]:
+def workload_summary(w: Workload, catalog: Catalog) -> dict[str, Any]:
     fit = w.fit
     derived: dict[str, Any]
+    startup: dict[str, Any] | None = None
     if w.tpu_pools:
         slice_ = w.tpu_pools[0].slice
         slices = len(w.tpu_pools)
@@ -112,6 +113,14 @@ def workload_summary(w: Workload) -> dict[str, Any]:
             "pathways_instance_count": flags.instance_count,
             "ici_parallelism": asdict(mesh),
             "nodes": slice_.vms * slices,
+        }
+        start = sizing.jetstream_startup(catalog.loading, w.model, w.config.weight_dtype, slice_)
+        startup = {
+            "path": start.path,
+            "load_s": round(start.load_s),
+            "warmup_s": round(start.warmup_s),
+            "predicted_s": round(start.predicted_s),
+            "probe_budget_s": start.budget_s,
         }
     else:
         assert w.gpu_pool is not None
@@ -138,6 +147,7 @@ def workload_summary(w: Workload) -> dict[str, Any]:
         if w.config.autoscaling
         else None,
         "derived": derived,
+        "startup": startup,
     }
 
 
@@ -216,7 +226,7 @@ def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[st
         "catalog_as_of": catalog.as_of,
         "resources": {"total": len(resources), "by_type": dict(sorted(Counter(r["type"] for r in resources).items()))},
         "accelerators": accelerator_inventory(cfg),
-        "workloads": [workload_summary(w) for w in cfg.workloads.values()],
+        "workloads": [workload_summary(w, catalog) for w in cfg.workloads.values()],
         "cost": {
             "currency": "USD",
             "hours_per_month": sizing.HOURS_PER_MONTH,
@@ -239,12 +249,19 @@ def _md(rows: list[list[Any]], headers: list[str]) -> str:
 
 def workload_rows(summary: dict[str, Any]) -> list[list[Any]]:
     return [
-        [w["name"], w["engine"], w["model"], w["shape"], w["required_gib"], w["usable_gib"], w["ratio"]]
+        [w["name"], w["engine"], w["model"], w["shape"], w["required_gib"], w["usable_gib"], w["ratio"], _start(w["startup"])]
         for w in summary["workloads"]
     ]
 
 
-WORKLOAD_HEADERS = ["workload", "engine", "model", "shape", "required GiB", "usable GiB", "ratio"]
+def _start(startup: dict[str, Any] | None) -> str:
+    """Predicted start, and the startup-probe budget it must stay within."""
+    if not startup:
+        return ""
+    return f"{startup['predicted_s'] / 60:.1f} min (probe {startup['probe_budget_s'] / 60:.0f} min)"
+
+
+WORKLOAD_HEADERS = ["workload", "engine", "model", "shape", "required GiB", "usable GiB", "ratio", "start"]
 
 
 def markdown(summary: dict[str, Any], diagram: str) -> str:

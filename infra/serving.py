@@ -14,10 +14,11 @@ from functools import partial
 import pulumi
 
 from components import pathways
+from components.identity import KubernetesAccount
 from components.lws import LeaderWorkerSetApi, LeaderWorkerSetApiArgs
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
-from components.scratch_storage import ScratchStorage, ScratchStorageArgs, Writer
+from components.scratch_storage import ScratchStorage, ScratchStorageArgs
 from components.serving_namespace import PodSecurityLevel
 from components.serving_objects import Scaling
 from infra import sizing, versions
@@ -27,8 +28,6 @@ from infra.config import StackConfig, Workload
 
 TPU_ACCELERATOR_KEY = "cloud.google.com/gke-tpu-accelerator"
 TPU_TOPOLOGY_KEY = "cloud.google.com/gke-tpu-topology"
-LOAD_PATH = "gcs-anywhere-cache"
-"""How JetStream checkpoints reach the slice: Pathways workers restore from the bucket through the zone's cache."""
 SCRATCH_TTL_DAYS = 7
 """Pathways scratch objects (compilation and transfer state) expire after a week."""
 HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S = 1800, 3600
@@ -104,15 +103,7 @@ def layout(workload: Workload) -> pathways.PathwaysLayout:
 
 
 def startup(catalog: Catalog, workload: Workload) -> sizing.StartupEstimate:
-    """Each slice restores its own copy of the weights, read by that slice's hosts in parallel."""
-    slice_ = workload.tpu_pools[0].slice
-    return sizing.startup_estimate(
-        catalog.loading,
-        path=LOAD_PATH,
-        engine=workload.config.engine,
-        weight_bytes=sizing.weight_bytes(workload.model, workload.config.weight_dtype),
-        hosts=slice_.vms,
-    )
+    return sizing.jetstream_startup(catalog.loading, workload.model, workload.config.weight_dtype, workload.tpu_pools[0].slice)
 
 
 def scaling(workload: Workload, start: sizing.StartupEstimate) -> Scaling | None:
@@ -210,7 +201,7 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
             bucket_name=scratch_bucket_name(cfg),
             location=cfg.bucket_location,
             ttl_days=SCRATCH_TTL_DAYS,
-            writers=tuple(Writer(w.config.namespace, w.service_account) for w in jetstream.values()),
+            writers=tuple(KubernetesAccount(w.config.namespace, w.service_account) for w in jetstream.values()),
             protect=cfg.protection.protect,
             kms_key=cfg.model_storage.kms_key,
         ),

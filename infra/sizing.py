@@ -339,6 +339,21 @@ def startup_estimate(loading: Loading, *, path: str, engine: Engine, weight_byte
     return StartupEstimate(path=path, load_s=weight_bytes / rate, warmup_s=warmup, safety_factor=loading.safety_factor)
 
 
+JETSTREAM_LOAD_PATH = "gcs-anywhere-cache"
+"""How JetStream checkpoints reach a slice: the Pathways workers restore from the bucket through the zone's cache."""
+
+
+def jetstream_startup(loading: Loading, model: ModelArch, weight_dtype: Dtype, slice_: TpuSlice) -> StartupEstimate:
+    """Each slice restores its own copy of the weights (prefill and decode both hold one), read by its hosts in parallel."""
+    return startup_estimate(
+        loading,
+        path=JETSTREAM_LOAD_PATH,
+        engine="jetstream-pathways",
+        weight_bytes=weight_bytes(model, weight_dtype),
+        hosts=slice_.vms,
+    )
+
+
 # --------------------------------------------------------------------------- pod resources
 
 MIB = 2**20
