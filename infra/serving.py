@@ -63,10 +63,12 @@ class PlatformHandles:
 
 
 def checkpoint_path(cfg: StackConfig, workload: Workload) -> str:
-    """gs:// path of the MaxText checkpoint: `checkpoint` in the bucket, else maxtext/<model>/<dtype>/0/items."""
+    """gs:// path of the MaxText checkpoint: the workload's `checkpoint` in the bucket, else where MaxText's
+    scripts put it (README, Checkpoints): the converter's checkpoint manager writes `<dir>/0/items` (bf16);
+    load_and_quantize_checkpoint.py writes the quantized parameters at `<dir>` itself."""
     c = workload.config
-    path = c.checkpoint or f"maxtext/{workload.model.name}/{c.weight_dtype}/0/items"
-    return f"gs://{cfg.bucket_name}/{path.strip('/')}"
+    default = f"maxtext/{workload.model.name}/{c.weight_dtype}" + ("/0/items" if c.weight_dtype == "bf16" else "")
+    return f"gs://{cfg.bucket_name}/{(c.checkpoint or default).strip('/')}"
 
 
 def scratch_bucket_name(cfg: StackConfig) -> str:
