@@ -211,7 +211,7 @@ def _port(name: str, number: int) -> k8s.core.v1.ContainerPortArgs:
     return k8s.core.v1.ContainerPortArgs(name=name, container_port=number, protocol="TCP")
 
 
-def _probe(port: str, http: bool, period: int, threshold: int) -> k8s.core.v1.ProbeArgs:
+def _probe(port: str | int, http: bool, period: int, threshold: int) -> k8s.core.v1.ProbeArgs:
     core = k8s.core.v1
     if http:
         return core.ProbeArgs(
@@ -257,7 +257,7 @@ def _container(
     image: str,
     container_args: list[str],
     ports: list[k8s.core.v1.ContainerPortArgs],
-    probe_port: str,
+    probe_port: str | int,
     *,
     requests: PodRequests,
     http_probe: bool = False,
@@ -352,7 +352,9 @@ def leader_template(args: JetStreamPathwaysArgs, workload: str) -> k8s.core.v1.P
                 images.jetstream,
                 maxtext_args(args.server, layout),
                 [_port("grpc", GRPC_PORT), _port("metrics", METRICS_PORT)],
-                "http",
+                # The kubelet resolves a probe's port name among the container's own ports only: jetstream-http's
+                # port, which answers for this server, is given by number (the pod shares one network namespace).
+                HTTP_PORT,
                 requests=r["jax-tpu"],
                 http_probe=True,
                 env={"LOG_LEVEL": "INFO"},

@@ -176,7 +176,8 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "more replicas than slices",
         f"{NS}:workloads.big.replicas",
         2,
-        f"{NS}:workloads.big.tpu_pools: 2 replica(s) need 2 slice(s) of tpu_pools.serve, which holds 1; expected <= 1 slices, got 2",
+        f"{NS}:workloads.big.replicas: 2 replica(s) x 1 slice(s) of tpu_pools.serve each need 2 slices, but the pool holds 1; "
+        "expected <= 1 replica(s), or more slices in tpu_pools.serve, got 2",
     ),
     (
         "missing region",
@@ -207,6 +208,44 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         f"{NS}:tpu_pools.serve.provisioning",
         "reservation",
         f"{NS}:tpu_pools.serve.reservation: provisioning 'reservation' needs a reservation name; expected a reservation name, got nothing",
+    ),
+    (
+        "JetStream with a GPU pool",
+        f"{NS}:workloads.big.gpu_pool",
+        "l4",
+        f"{NS}:workloads.big.gpu_pool: gpu_pool is a GPU-server setting; jetstream-pathways runs on TPU pools only; "
+        "expected tpu_pools and per_device_batch_size instead, got 'l4'",
+    ),
+    (
+        "disaggregated on a shape without a MaxText server",
+        f"{NS}:workloads.big",
+        {**BASE[f"{NS}:workloads"]["big"], "mode": "disaggregated", "tpu_pools": ["serve", "serve"]},
+        f"{NS}:workloads.big.tpu_pools: MaxText's disaggregated server runs prefill and decode on one slice each of fixed shapes; expected slices of v6e with 8 chips, v5e with 16 chips, got 'v6e 4x4 (16 chips)'",
+    ),
+    (
+        "HPA max above the slice inventory",
+        f"{NS}:workloads.big.autoscaling",
+        {"min_replicas": 1, "max_replicas": 2},
+        f"{NS}:workloads.big.autoscaling.max_replicas: 2 replica(s) x 1 slice(s) of tpu_pools.serve each need 2 slices, "
+        "but the pool holds 1; expected <= 1 replica(s), or more slices in tpu_pools.serve, got 2",
+    ),
+    (
+        "prefill as long as the context",
+        f"{NS}:workloads.big.max_prefill_length",
+        2048,
+        f"{NS}:workloads.big.max_prefill_length: prefill must leave room for output tokens; expected < max_context (2048), got 2048",
+    ),
+    (
+        "HPA metric of another engine",
+        f"{NS}:workloads.big.autoscaling",
+        {"metric": "vllm:num_requests_waiting"},
+        f"{NS}:workloads.big.autoscaling.metric: not a gauge jetstream-pathways exports (an HPA averages the latest value of a gauge); expected one of jetstream_generate_backlog_size, jetstream_prefill_backlog_size, jetstream_slots_used_percentage, jetstream_transfer_backlog_size, got 'vllm:num_requests_waiting'",
+    ),
+    (
+        "JetStream model without a MaxText tokenizer",
+        f"{NS}:workloads.big.model",
+        "gemma-2-9b",
+        f"{NS}:workloads.big.model: no MaxText config and tokenizer for this model in the catalog; expected a model with maxtext_name and maxtext_tokenizer, got 'gemma-2-9b'",
     ),
 ]
 

@@ -50,13 +50,14 @@ def workload(
 def _jetstream(
     ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, tpu: dict[str, TpuPool]
 ) -> Workload | None:
-    if c.gpu_pool or c.max_num_seqs or c.gpus:
-        ctx.add(
-            ns_path(*base, "engine"),
-            "jetstream-pathways runs on TPU pools only",
-            "tpu_pools and per_device_batch_size",
-            "gpu settings",
-        )
+    for gpu_key in ("gpu_pool", "gpus", "max_num_seqs"):
+        if getattr(c, gpu_key) is not None:
+            ctx.add(
+                ns_path(*base, gpu_key),
+                f"{gpu_key} is a GPU-server setting; jetstream-pathways runs on TPU pools only",
+                "tpu_pools and per_device_batch_size instead",
+                getattr(c, gpu_key),
+            )
     if c.per_device_batch_size is None:
         ctx.add(
             ns_path(*base, "per_device_batch_size"),
@@ -140,16 +141,19 @@ def _jetstream(
             fit.shape,
         )
         return None
-    replicas = c.autoscaling.max_replicas if c.autoscaling else c.replicas
+    replicas, key = (
+        (c.autoscaling.max_replicas, ("autoscaling", "max_replicas")) if c.autoscaling else (c.replicas, ("replicas",))
+    )
     for pool in dict.fromkeys(c.tpu_pools):
-        needed = replicas * c.tpu_pools.count(pool)
+        per_replica = c.tpu_pools.count(pool)
         capacity = tpu[pool].config.max_slices
-        if needed > capacity:
+        if replicas * per_replica > capacity:
             ctx.add(
-                ns_path(*base, "tpu_pools"),
-                f"{replicas} replica(s) need {needed} slice(s) of tpu_pools.{pool}, which holds {capacity}",
-                f"<= {capacity} slices",
-                needed,
+                ns_path(*base, *key),
+                f"{replicas} replica(s) x {per_replica} slice(s) of tpu_pools.{pool} each need {replicas * per_replica} slices, "
+                f"but the pool holds {capacity}",
+                f"<= {capacity // per_replica} replica(s), or more slices in tpu_pools.{pool}",
+                replicas,
             )
     if c.max_prefill_length and c.max_prefill_length >= c.max_context:
         ctx.add(

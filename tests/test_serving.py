@@ -1,0 +1,587 @@
+"""The serving layer under mocks: what each rendered JetStream object must agree on, derived from config and catalog."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import BASE, STACKS, mutate
+from test_config import problems
+from test_platform import NODE_POOL, by_name, load_stack, of_type
+
+from components.identity import workload_principal
+from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
+from components.pathways import DISAGGREGATED_CAPABILITIES, EXCLUSIVE, SUBGROUP_EXCLUSIVE, TPU_RESOURCE
+from components.serving_namespace import EXCEPTION_ANNOTATION as POD_SECURITY_EXCEPTION
+from infra import sizing, versions
+from infra.catalog import Catalog
+from infra.cli import main
+from infra.config import ConfigError, StackConfig, Workload, load_config
+from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
+from infra.platform import tpu_node_pool_names
+from infra.serving import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S, TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
+
+Items = list[dict[str, Any]]
+LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
+HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+SERVICE = "kubernetes:core/v1:Service"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+CHART = "kubernetes:helm.sh/v4:Chart"
+BUCKET = "gcp:storage/bucket:Bucket"
+JETSTREAM_ENVS = ("staging", "prod")
+SEED_RESTORE_S = {"llama-3.1-405b": 420, "llama-2-70b": 120}
+"""Seed 001's documented checkpoint restore times (405B int8 on one 4x4 slice, 70B int8 on one 2x4 slice)."""
+DISAGGREGATED_POLICIES = ("inf-k8s-capabilities", "inf-k8s-nonroot-readonly")
+ROLE = "roles/monitoring.viewer"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def plan_items(path: Path) -> Items:
+    return [r.as_json() for r in run(StackFile.read(path)).resources]
+
+
+def plan_raw(tmp: Path, name: str, raw: dict[str, Any]) -> Items:
+    path = tmp / f"Pulumi.{name}.yaml"
+    path.write_text(yaml.safe_dump({"config": raw}))
+    return plan_items(path)
+
+
+def jetstream(cfg: StackConfig) -> dict[str, Workload]:
+    return {n: w for n, w in cfg.workloads.items() if w.config.engine == "jetstream-pathways"}
+
+
+def lws_of(items: Items) -> dict[str, dict[str, Any]]:
+    """LeaderWorkerSet inputs by metadata.name."""
+    return {r["inputs"]["metadata"]["name"]: r["inputs"] for r in of_type(items, LWS)}
+
+
+def named(items: Items, type_: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Inputs of every object of a type by (namespace, metadata.name)."""
+    return {
+        (r["inputs"]["metadata"].get("namespace", ""), r["inputs"]["metadata"]["name"]): r["inputs"]
+        for r in of_type(items, type_)
+    }
+
+
+def templates(lws: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    t = lws["spec"]["leaderWorkerTemplate"]
+    return t["leaderTemplate"], t["workerTemplate"]
+
+
+def containers(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in template["spec"]["containers"]}
+
+
+def port_numbers(template: dict[str, Any]) -> dict[str, int]:
+    """Port name -> containerPort over every container of a pod template."""
+    return {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+
+
+def flags(container: dict[str, Any]) -> dict[str, str]:
+    """`--key=value` and MaxText `key=value` arguments of a container, by key."""
+    out = {}
+    for arg in container.get("args") or []:
+        if "=" in arg:
+            key, _, value = arg.partition("=")
+            assert key.lstrip("-") not in out, f"{container['name']}: {key} given twice"
+            out[key.lstrip("-")] = value
+    return out
+
+
+def probe_budget(probe: dict[str, Any]) -> int:
+    return probe["failureThreshold"] * probe["periodSeconds"]
+
+
+def handler(probe: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in probe.items() if k in ("httpGet", "tcpSocket", "exec", "grpc")}
+
+
+def walk_containers(node: Any) -> Iterator[dict[str, Any]]:
+    """Every container (and init container) anywhere in a resource's inputs."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers") and isinstance(value, list):
+                yield from value
+            else:
+                yield from walk_containers(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk_containers(value)
+
+
+def startup(catalog: Catalog, workload: Workload) -> sizing.StartupEstimate:
+    """The estimate from the catalog: one slice's hosts read one copy of the weights over the cached path."""
+    return sizing.startup_estimate(
+        catalog.loading,
+        path=sizing.JETSTREAM_LOAD_PATH,
+        engine=workload.config.engine,
+        weight_bytes=sizing.weight_bytes(workload.model, workload.config.weight_dtype),
+        hosts=workload.tpu_pools[0].slice.vms,
+    )
+
+
+def cases() -> list[tuple[str, str]]:
+    return [(env, name) for env in JETSTREAM_ENVS for name in jetstream(load_stack(env))]
+
+
+CASES = cases()
+
+
+@pytest.fixture(scope="module")
+def plans() -> dict[str, Items]:
+    return {env: plan_items(STACKS / f"Pulumi.{env}.yaml") for env in JETSTREAM_ENVS}
+
+
+@pytest.fixture(scope="module")
+def configs() -> dict[str, StackConfig]:
+    return {env: load_stack(env) for env in JETSTREAM_ENVS}
+
+
+def test_both_modes_and_both_placements_are_covered(configs: dict[str, StackConfig]) -> None:
+    """The shipped stacks exercise interleaved and disaggregated serving, compute-class and pool-label placement."""
+    workloads = [(cfg, w) for cfg in configs.values() for w in jetstream(cfg).values()]
+    assert {w.config.mode for _, w in workloads} == {"interleaved", "disaggregated"}
+    assert {cfg.compute_class_of(w.tpu_pools[0].name) is None for cfg, w in workloads} == {True, False}
+
+
+# ------------------------------------------------------------------------------------------------ 1. wiring
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_pathways_ports_and_buckets_agree(plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str) -> None:
+    """RM address = the RM's port and --server_port; proxy/worker --server_port = their containerPort; scratch in the
+    stack's scratch bucket, weights in the model bucket (both buckets rendered by this plan)."""
+    cfg = configs[env]
+    leader, worker = templates(lws_of(plans[env])[name])
+    lc, wc = containers(leader), containers(worker)["worker"]
+    rm, proxy = lc["pathways-rm"], lc["pathways-proxy"]
+    (rm_port,) = (p["containerPort"] for p in rm["ports"])
+    assert int(flags(rm)["server_port"]) == rm_port
+    for c in (proxy, wc):
+        assert flags(c)["resource_manager_address"] == f"$(LWS_LEADER_ADDRESS):{rm_port}"
+    for c in (proxy, wc):
+        (port,) = (p["containerPort"] for p in c["ports"])
+        assert int(flags(c)["server_port"]) == port
+    buckets = {b["name"] for b in by_name(plans[env], BUCKET).values()}
+    assert {cfg.bucket_name, scratch_bucket_name(cfg)} <= buckets
+    for c in (proxy, rm, wc):
+        scratch = flags(c)["gcs_scratch_location"]
+        assert scratch.startswith(f"gs://{scratch_bucket_name(cfg)}/")
+        assert not scratch.startswith(f"gs://{cfg.bucket_name}/")
+    assert flags(lc["jax-tpu"])["load_parameters_path"].startswith(f"gs://{cfg.bucket_name}/")
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_service_and_probes_reach_the_leader(plans: dict[str, Items], env: str, name: str) -> None:
+    """The Service selects leader pods only and targets a leader port; jax-tpu probes /healthcheck on jetstream-http's port
+    (by number: the pod shares one network namespace)."""
+    lws = lws_of(plans[env])[name]
+    leader, worker = templates(lws)
+    namespace = lws["metadata"]["namespace"]
+    spec = named(plans[env], SERVICE)[(namespace, name)]["spec"]
+    selector = spec["selector"].items()
+    assert selector <= leader["metadata"]["labels"].items()
+    assert not selector <= worker["metadata"]["labels"].items()
+    leader_ports = port_numbers(leader)
+    for port in spec["ports"]:
+        assert leader_ports[port["targetPort"]] == port["port"]
+    http_ports = {p["containerPort"] for p in containers(leader)["jetstream-http"]["ports"]}
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        get = containers(leader)["jax-tpu"][kind]["httpGet"]
+        assert get["path"] == "/healthcheck"
+        assert get["port"] in http_ports
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_every_probe_port_exists_where_the_kubelet_looks(plans: dict[str, Items], env: str, name: str) -> None:
+    """Kubernetes semantics: a probe's port name must be one of the same container's ports (prober.findPortByName);
+    a port number must be served by some container of the pod."""
+    for template in templates(lws_of(plans[env])[name]):
+        pod_numbers = {p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+        for c in template["spec"]["containers"]:
+            own = {p["name"] for p in c.get("ports", [])}
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                port = next(iter(handler(c[kind]).values()))["port"]
+                assert port in pod_numbers if isinstance(port, int) else port in own, f"{c['name']}.{kind} -> {port}"
+
+
+# ------------------------------------------------------------------------------------------------ 3. scaling
+
+
+def test_hpa_scales_the_lws_on_the_leader_metric(plans: dict[str, Items], configs: dict[str, StackConfig]) -> None:
+    """prod llama-405b: the HPA targets the LWS by apiVersion/kind/name, reads the adapter's name of the workload's gauge,
+    and never asks for more groups than its pool's slices hold."""
+    cfg, items = configs["prod"], plans["prod"]
+    workload, lws = cfg.workloads["llama-405b"], lws_of(items)["llama-405b"]
+    namespace = lws["metadata"]["namespace"]
+    spec = named(items, HPA)[(namespace, "llama-405b")]["spec"]
+    assert spec["scaleTargetRef"] == {"apiVersion": lws["apiVersion"], "kind": lws["kind"], "name": lws["metadata"]["name"]}
+    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
+    (metric,) = spec["metrics"]
+    assert metric["pods"]["metric"]["name"] == f"prometheus.googleapis.com|{workload.metric}|gauge"
+    auto = workload.config.autoscaling
+    assert auto is not None and (spec["minReplicas"], spec["maxReplicas"]) == (auto.min_replicas, auto.max_replicas)
+    for pool in {p.name for p in workload.tpu_pools}:
+        per_replica = sum(p.name == pool for p in workload.tpu_pools)
+        assert spec["maxReplicas"] * per_replica <= cfg.tpu_pools[pool].config.max_slices
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_pod_monitoring_scrapes_the_port_maxtext_exports(plans: dict[str, Items], env: str, name: str) -> None:
+    """PodMonitoring selects leaders only, on a leader port whose number is jax-tpu's prometheus_port."""
+    lws = lws_of(plans[env])[name]
+    leader, worker = templates(lws)
+    pm = named(plans[env], "kubernetes:monitoring.googleapis.com/v1:PodMonitoring")[(lws["metadata"]["namespace"], name)]
+    selector = pm["spec"]["selector"]["matchLabels"].items()
+    assert selector <= leader["metadata"]["labels"].items() and not selector <= worker["metadata"]["labels"].items()
+    (endpoint,) = pm["spec"]["endpoints"]
+    jax = containers(leader)["jax-tpu"]
+    assert {p["name"]: p["containerPort"] for p in jax["ports"]}[endpoint["port"]] == int(flags(jax)["prometheus_port"])
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_lws_replicas_are_left_to_the_hpa_when_there_is_one(
+    plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str
+) -> None:
+    """An HPA exists iff the workload autoscales; then the LWS has no `replicas` (else the configured count)."""
+    workload, lws = configs[env].workloads[name], lws_of(plans[env])[name]
+    has_hpa = (lws["metadata"]["namespace"], name) in named(plans[env], HPA)
+    assert has_hpa == (workload.config.autoscaling is not None)
+    if has_hpa:
+        assert "replicas" not in lws["spec"]
+    else:
+        assert lws["spec"]["replicas"] == workload.config.replicas
+
+
+# ------------------------------------------------------------------------------------------------ 4. layout
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_group_layout_follows_the_slices(plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str) -> None:
+    """Group = every VM of every slice + leader; TPU per worker = chips per VM; Pathways flags and the ICI mesh
+    match the slice; disaggregated groups split into one subgroup per slice, interleaved groups own a node pool."""
+    workload, lws = configs[env].workloads[name], lws_of(plans[env])[name]
+    slice_ = workload.tpu_pools[0].slice
+    template = lws["spec"]["leaderWorkerTemplate"]
+    leader, worker = templates(lws)
+    assert template["size"] == sum(p.slice.vms for p in workload.tpu_pools) + 1
+    resources = containers(worker)["worker"]["resources"]
+    assert resources["limits"][TPU_RESOURCE] == resources["requests"][TPU_RESOURCE] == str(slice_.chips_per_vm)
+    assert all(TPU_RESOURCE not in c["resources"]["requests"] for c in leader["spec"]["containers"])
+    rm = flags(containers(leader)["pathways-rm"])
+    assert int(rm["instance_count"]) == len(workload.tpu_pools)
+    assert rm["instance_type"] == f"{slice_.generation.pathways_type}:{slice_.topology}" == f"tpuv6e:{slice_.topology}"
+    jax = flags(containers(leader)["jax-tpu"])
+    ici = ("ici_fsdp_parallelism", "ici_autoregressive_parallelism", "ici_tensor_parallelism")
+    assert math.prod(int(jax[k]) for k in ici) == slice_.chips
+    annotations = lws["metadata"]["annotations"]
+    if workload.config.mode == "disaggregated":
+        assert template["subGroupPolicy"]["subGroupSize"] == slice_.vms
+        assert SUBGROUP_EXCLUSIVE in annotations and EXCLUSIVE not in annotations
+        assert jax["inference_server"] == sizing.disaggregated_server(slice_)
+    else:
+        assert EXCLUSIVE in annotations and SUBGROUP_EXCLUSIVE not in annotations
+        assert "subGroupPolicy" not in template and "inference_server" not in jax
+
+
+# ------------------------------------------------------------------------------------------------ 5. placement
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_every_pod_tolerates_the_tpu_and_lands_on_its_pool(
+    plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str
+) -> None:
+    """Leader and worker tolerate google.com/tpu; they select the pool's compute class (and tolerate its taint) when one
+    selects the pool, else accelerator + topology + pool label, which the pool's node pools carry."""
+    cfg, workload = configs[env], configs[env].workloads[name]
+    pool = workload.tpu_pools[0]
+    node_pools = [by_name(plans[env], NODE_POOL)[n] for n in tpu_node_pool_names(pool.name, pool.config.slices)]
+    cls = cfg.compute_class_of(pool.name)
+    for template in templates(lws_of(plans[env])[name]):
+        spec = template["spec"]
+        assert {"key": TPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+        if cls is not None:
+            assert spec["nodeSelector"] == {COMPUTE_CLASS_KEY: cls}
+            for p in node_pools:
+                assert p["nodeConfig"]["labels"][COMPUTE_CLASS_KEY] == cls
+                for taint in p["nodeConfig"]["taints"]:
+                    toleration = {"key": taint["key"], "operator": "Equal", "value": taint["value"], "effect": "NoSchedule"}
+                    assert toleration in spec["tolerations"]
+        else:
+            assert spec["nodeSelector"] == {
+                TPU_ACCELERATOR_KEY: pool.slice.generation.gke_accelerator,
+                TPU_TOPOLOGY_KEY: pool.slice.topology,
+                POOL_LABEL: pool.name,
+            }
+            for p in node_pools:
+                assert p["nodeConfig"]["labels"][POOL_LABEL] == spec["nodeSelector"][POOL_LABEL]
+                assert p["placementPolicy"]["tpuTopology"] == spec["nodeSelector"][TPU_TOPOLOGY_KEY]
+
+
+# ------------------------------------------------------------------------------------------------ 6. startup
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_startup_budget_is_the_catalog_estimate(
+    plans: dict[str, Items], configs: dict[str, StackConfig], catalog: Catalog, env: str, name: str
+) -> None:
+    """Every container's startup probe allows the catalog's budget, at least twice seed 001's restore; liveness
+    (which Kubernetes starts only after startup succeeds) probes the same handler, more tolerantly than readiness."""
+    workload = configs[env].workloads[name]
+    estimate = startup(catalog, workload)
+    assert estimate.budget_s >= 2 * SEED_RESTORE_S[workload.model.name]
+    for template in templates(lws_of(plans[env])[name]):
+        for c in template["spec"]["containers"]:
+            assert probe_budget(c["startupProbe"]) == estimate.budget_s, c["name"]
+            live, ready = c["livenessProbe"], c["readinessProbe"]
+            assert handler(live) == handler(c["startupProbe"]) == handler(ready)
+            assert live != ready and probe_budget(live) > probe_budget(ready)
+
+
+# ------------------------------------------------------------------------------------------------ 7. topology
+
+
+WIDE_POOL, WIDE_TOPOLOGY = "v6e-4x4", "4x8"
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[StackConfig, Items]:
+    """prod with only tpu_pools.v6e-4x4.topology changed, written as Pulumi.prod.yaml and planned."""
+    raw = yaml.safe_load((STACKS / "Pulumi.prod.yaml").read_text())
+    assert raw["config"]["gke-inference:tpu_pools"][WIDE_POOL]["topology"] != WIDE_TOPOLOGY
+    raw["config"]["gke-inference:tpu_pools"][WIDE_POOL]["topology"] = WIDE_TOPOLOGY
+    path = tmp_path_factory.mktemp("wide") / "Pulumi.prod.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(raw["config"], stack="prod"), plan_items(path)
+
+
+def expected_shape(cfg: StackConfig, catalog: Catalog, workload: str) -> dict[str, Any]:
+    """What the topology of a workload's pool implies, from catalog and config alone."""
+    w = cfg.workloads[workload]
+    pool = w.tpu_pools[0]
+    s, estimate = pool.slice, startup(catalog, w)
+    return {
+        "node_pools": [(pool.config.slices_per_pool[1] * s.vms, s.topology)] * pool.config.slices,
+        "size": sizing.lws_group_size(s, len(w.tpu_pools)),
+        "tpu_per_worker": str(s.chips_per_vm),
+        "instance_type": sizing.pathways_flags(s, len(w.tpu_pools)).instance_type,
+        "ici_product": s.chips,
+        "hpa": (
+            min(HPA_MAX_PERIOD_S, math.ceil(estimate.predicted_s)),
+            min(HPA_MAX_WINDOW_S, math.ceil(2 * estimate.predicted_s)),
+        ),
+        "startup_budget_s": estimate.budget_s,
+        "compute_class_tpu": {(s.chips_per_vm, s.topology)},
+    }
+
+
+def observed_shape(cfg: StackConfig, items: Items, workload: str) -> dict[str, Any]:
+    pool = cfg.workloads[workload].tpu_pools[0]
+    lws = lws_of(items)[workload]
+    leader, worker = templates(lws)
+    jax = flags(containers(leader)["jax-tpu"])
+    nps = [by_name(items, NODE_POOL)[n] for n in tpu_node_pool_names(pool.name, pool.config.slices)]
+    behavior = named(items, HPA)[(lws["metadata"]["namespace"], workload)]["spec"]["behavior"]
+    (up,) = behavior["scaleUp"]["policies"]
+    classes = [c["inputs"]["spec"] for c in of_type(items, "kubernetes:cloud.google.com/v1:ComputeClass")]
+    cls = cfg.compute_class_of(pool.name)
+    rungs = [r for c in classes for r in c["priorities"] if "tpu" in r]
+    return {
+        "node_pools": [(p["autoscaling"]["maxNodeCount"], p["placementPolicy"]["tpuTopology"]) for p in nps],
+        "size": lws["spec"]["leaderWorkerTemplate"]["size"],
+        "tpu_per_worker": containers(worker)["worker"]["resources"]["limits"][TPU_RESOURCE],
+        "instance_type": flags(containers(leader)["pathways-rm"])["instance_type"],
+        "ici_product": math.prod(int(jax[f"ici_{k}_parallelism"]) for k in ("fsdp", "autoregressive", "tensor")),
+        "hpa": (up["periodSeconds"], behavior["scaleDown"]["stabilizationWindowSeconds"]),
+        "startup_budget_s": probe_budget(containers(leader)["jax-tpu"]["startupProbe"]),
+        "compute_class_tpu": {(r["tpu"]["count"], r["tpu"]["topology"]) for r in rungs} if cls else set(),
+    }
+
+
+def test_topology_change_propagates_everywhere(
+    plans: dict[str, Items], configs: dict[str, StackConfig], wide: tuple[StackConfig, Items], catalog: Catalog
+) -> None:
+    """4x4 -> 4x8 on the 405B pool: node pools, LWS size, TPU per worker, Pathways type, ICI mesh, HPA periods, startup
+    budget and compute-class rungs all follow the catalog; the model still fits; other workloads render unchanged."""
+    wide_cfg, wide_items = wide
+    workload = next(n for n, w in jetstream(wide_cfg).items() if w.tpu_pools[0].name == WIDE_POOL)
+    assert wide_cfg.workloads[workload].fit.fits
+    before, after = expected_shape(configs["prod"], catalog, workload), expected_shape(wide_cfg, catalog, workload)
+    assert observed_shape(configs["prod"], plans["prod"], workload) == before
+    assert observed_shape(wide_cfg, wide_items, workload) == after
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == set(before) - {"tpu_per_worker"}  # ct6e-standard-4t holds 4 chips whatever the topology
+    others = set(lws_of(plans["prod"])) - {workload}
+    assert others and all(lws_of(wide_items)[n] == lws_of(plans["prod"])[n] for n in others)
+
+
+# ------------------------------------------------------------------------------------------------ 8. Pod Security
+
+
+def test_pod_security_follows_the_disaggregated_server(plans: dict[str, Items], configs: dict[str, StackConfig]) -> None:
+    """A namespace holding a disaggregated JetStream workload enforces privileged and names it; all others restricted."""
+    for env, cfg in configs.items():
+        namespaces = named(plans[env], NAMESPACE)
+        for ns in {w.config.namespace for w in cfg.workloads.values()}:
+            meta = namespaces[("", ns)]["metadata"]
+            disaggregated = [
+                n for n, w in jetstream(cfg).items() if w.config.namespace == ns and w.config.mode == "disaggregated"
+            ]
+            annotation = (meta.get("annotations") or {}).get(POD_SECURITY_EXCEPTION)
+            if disaggregated:
+                assert meta["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+                assert annotation is not None and all(n in annotation for n in disaggregated)
+            else:
+                assert meta["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+                assert annotation is None
+
+
+def restricted_violations(template: dict[str, Any]) -> list[str]:
+    """What in a pod template Pod Security `restricted` (plus a read-only root) refuses."""
+    pod = template["spec"].get("securityContext", {})
+    out = []
+    if pod.get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        out.append("pod seccompProfile")
+    for c in template["spec"]["containers"]:
+        sc = c.get("securityContext", {})
+        if not sc.get("runAsNonRoot", pod.get("runAsNonRoot")) or sc.get("runAsUser", pod.get("runAsUser")) == 0:
+            out.append(f"{c['name']}: root")
+        if sc.get("readOnlyRootFilesystem") is not True:
+            out.append(f"{c['name']}: writable root")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            out.append(f"{c['name']}: privilege escalation")
+        caps = sc.get("capabilities", {})
+        if caps.get("drop") != ["ALL"] or caps.get("add"):
+            out.append(f"{c['name']}: capabilities {caps.get('add')}")
+    return out
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_only_the_disaggregated_server_carries_exceptions(
+    plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str
+) -> None:
+    """Disaggregated: both policy exceptions named, and jax-tpu alone is root with exactly the seed's capabilities.
+    Interleaved: no such exception and every container restricted-compliant."""
+    lws = lws_of(plans[env])[name]
+    names = {f"policy.gke-inference.dev/{p}" for p in DISAGGREGATED_POLICIES}
+    leader, worker = templates(lws)
+    if configs[env].workloads[name].config.mode == "disaggregated":
+        assert names <= set(lws["metadata"]["annotations"])
+        assert restricted_violations(worker) == []
+        caps = list(DISAGGREGATED_CAPABILITIES)
+        assert restricted_violations(leader) == ["jax-tpu: root", f"jax-tpu: capabilities {caps}"]
+    else:
+        assert not names & set(lws["metadata"]["annotations"])
+        assert restricted_violations(leader) == restricted_violations(worker) == []
+
+
+# ------------------------------------------------------------------------------------------------ 9. metrics adapter
+
+
+@pytest.fixture(scope="module")
+def adapter_plans(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Items]:
+    """BASE planned with and without an autoscaled workload (the adapter is enabled by default)."""
+    tmp = tmp_path_factory.mktemp("adapter")
+    scaled = mutate(BASE, "gke-inference:workloads.small.autoscaling", {"min_replicas": 1, "max_replicas": 1})
+    return {True: plan_raw(tmp, "scaled", scaled), False: plan_raw(tmp, "fixed", BASE)}
+
+
+def test_metrics_adapter_exists_iff_something_autoscales(adapter_plans: dict[bool, Items]) -> None:
+    """Present with an autoscaled workload and the adapter on, absent without; autoscaling with it off is refused."""
+    assert load_config(BASE, stack="t").observability.custom_metrics_adapter
+    for autoscales, items in adapter_plans.items():
+        types = {r["type"] for r in items}
+        assert ("gke-inference:k8s:MetricsAdapter" in types) == autoscales
+        assert ("kubernetes:apiregistration.k8s.io/v1:APIService" in types) == autoscales
+    raw = mutate(BASE, "gke-inference:workloads.small.autoscaling", {"min_replicas": 1, "max_replicas": 1})
+    with pytest.raises(ConfigError, match=r"workloads\.small\.autoscaling: .*custom_metrics_adapter"):
+        load_config(mutate(raw, "gke-inference:observability.custom_metrics_adapter", False), stack="t")
+
+
+def test_metrics_adapter_identity_and_api_services(adapter_plans: dict[bool, Items]) -> None:
+    """The monitoring.viewer member is the Workload Identity principal of the account the adapter Deployment runs as;
+    every APIService points at the adapter's Service, which selects the Deployment's pods on its container port."""
+    items, cfg = adapter_plans[True], load_config(BASE, stack="t")
+    ((ns, _), deployment), *more = named(items, "kubernetes:apps/v1:Deployment").items()
+    assert not more
+    pod = deployment["spec"]["template"]
+    account = pod["spec"]["serviceAccountName"]
+    assert (ns, account) == ("custom-metrics", "custom-metrics-stackdriver-adapter")
+    assert (ns, account) in named(items, "kubernetes:core/v1:ServiceAccount")
+    viewers = [r["inputs"] for r in of_type(items, "gcp:projects/iAMMember:IAMMember") if r["inputs"]["role"] == ROLE]
+    assert [(m["project"], m["member"]) for m in viewers] == [
+        (cfg.project, workload_principal(FAKE_PROJECT_NUMBER, cfg.project, ns, account))
+    ]
+    services = [s for (sns, _), s in named(items, SERVICE).items() if sns == ns]
+    assert len(services) == 1
+    service = services[0]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    (container,) = pod["spec"]["containers"]
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["containerPort"] for p in container["ports"]}
+    apis = [r["inputs"]["spec"] for r in of_type(items, "kubernetes:apiregistration.k8s.io/v1:APIService")]
+    assert "custom.metrics.k8s.io" in {a["group"] for a in apis}  # where an HPA's Pods metrics are served
+    assert all(a["service"] == {"name": service["metadata"]["name"], "namespace": service["metadata"]["namespace"]} for a in apis)
+
+
+# ------------------------------------------------------------------------------------------------ 10. versions
+
+
+@pytest.mark.parametrize("env", JETSTREAM_ENVS)
+def test_lws_waits_for_its_pinned_chart(plans: dict[str, Items], env: str) -> None:
+    """Every LeaderWorkerSet depends on the LWS chart, which is the version pinned in infra.versions."""
+    (chart,) = of_type(plans[env], CHART)
+    assert (chart["inputs"]["chart"], chart["inputs"]["version"]) == (versions.LWS_CHART.chart, versions.LWS_CHART.version)
+    sets = of_type(plans[env], LWS)
+    assert sets and all(chart["urn"] in r["dependencies"] for r in sets)
+
+
+@pytest.mark.parametrize("env", JETSTREAM_ENVS)
+def test_every_image_is_a_pinned_version(plans: dict[str, Items], env: str) -> None:
+    """Each rendered container runs the `.ref` of an infra.versions image (never :latest) and is not pulled Always."""
+    pinned = {v.ref for v in vars(versions).values() if isinstance(v, versions.Image)}
+    rendered = [c for r in plans[env] for c in walk_containers(r["inputs"])]
+    assert rendered
+    for c in rendered:
+        assert c["image"] in pinned and not c["image"].endswith(":latest"), c["image"]
+        assert c.get("imagePullPolicy") != "Always", c["name"]
+
+
+# ------------------------------------------------------------------------------------------------ bad configs
+
+
+NS = "gke-inference"
+
+
+def mismatched_pair() -> dict[str, Any]:
+    """BASE with big disaggregated over its 4x4 pool and a second pool of another shape."""
+    raw = mutate(BASE, f"{NS}:tpu_pools.pair", {"topology": "2x4", "machine_type": "ct6e-standard-4t", "zones": ["us-east5-b"]})
+    big = BASE[f"{NS}:workloads"]["big"]
+    return mutate(raw, f"{NS}:workloads.big", {**big, "mode": "disaggregated", "tpu_pools": ["serve", "pair"]})
+
+
+MISMATCHED_PAIR = (
+    f"{NS}:workloads.big.tpu_pools: prefill and decode slices must have the same shape; expected pools of one topology and "
+    'machine type, got [["2x4", "ct6e-standard-4t"], ["4x4", "ct6e-standard-4t"]]'
+)
+
+
+def test_disaggregated_pools_of_two_shapes_are_refused() -> None:
+    assert problems(mismatched_pair()) == [MISMATCHED_PAIR]
+
+
+def test_cli_refuses_a_bad_serving_config_and_writes_nothing(tmp_path: Path) -> None:
+    """`plan --stack-file` exits 2 with the loader's message and renders nothing."""
+    stack = tmp_path / "Pulumi.pair.yaml"
+    stack.write_text(yaml.safe_dump({"config": mismatched_pair()}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["plan", "--stack-file", str(stack), "--out", str(out)])
+    assert result.exit_code == 2
+    assert MISMATCHED_PAIR in result.stderr
+    assert not (out / "pair").exists()
