@@ -585,3 +585,56 @@ def test_cli_refuses_a_bad_serving_config_and_writes_nothing(tmp_path: Path) -> 
     assert result.exit_code == 2
     assert MISMATCHED_PAIR in result.stderr
     assert not (out / "pair").exists()
+
+
+# ------------------------------------------------------------------------------------------------ seed 001
+
+SEED_001 = {
+    "leader": {
+        "pathways-proxy": ({38681}, {"resource_manager_address", "server_port", "gcs_scratch_location"}),
+        "pathways-rm": ({38677}, {"server_port", "gcs_scratch_location", "node_type", "instance_count", "instance_type"}),
+        "jax-tpu": (
+            {9000},
+            {
+                "model_name",
+                "load_parameters_path",
+                "max_prefill_predict_length",
+                "max_target_length",
+                "ici_fsdp_parallelism",
+                "ici_autoregressive_parallelism",
+                "ici_tensor_parallelism",
+                "scan_layers",
+                "weight_dtype",
+                "per_device_batch_size",
+                "quantization",
+                "quantize_kvcache",
+                "checkpoint_is_quantized",
+                "enable_model_warmup",
+            },
+        ),
+        "jetstream-http": ({8000}, set()),
+    },
+    "worker": {"worker": ({38679}, {"server_port", "resource_manager_address", "gcs_scratch_location"})},
+}
+"""Seed 001's two LeaderWorkerSets, as structure: per template, each container's ports and the flags both manifests
+set. Deliberate differences (README, 'What changed'): a `metrics` port and `prometheus_port` added to jax-tpu; the
+v5e-64 config file and the debugging flag of the 405B resource manager dropped."""
+SEED_001_DISAGGREGATED = {"compute_axis_order", "ar_cache_axis_order", "stack_prefill_result_cache", "inference_server"}
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_lws_has_the_structure_of_seed_001(plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str) -> None:
+    """Same containers in the same templates, seed 001's ports and flags, plus only the documented additions."""
+    lws, workload = lws_of(plans[env])[name], configs[env].workloads[name]
+    for role, template in zip(("leader", "worker"), templates(lws), strict=True):
+        seed = SEED_001[role]
+        assert [c["name"] for c in template["spec"]["containers"]] == list(seed)
+        for cname, container in containers(template).items():
+            ports, seed_flags = seed[cname]
+            named_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+            added = {"metrics"} if cname == "jax-tpu" else set()
+            assert set(named_ports.values()) == ports | {named_ports[n] for n in added}
+            wanted = seed_flags | (
+                SEED_001_DISAGGREGATED if cname == "jax-tpu" and workload.config.mode == "disaggregated" else set()
+            )
+            assert wanted <= set(flags(container)), f"{cname}: missing {wanted - set(flags(container))}"
