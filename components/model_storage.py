@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
@@ -10,6 +11,33 @@ import pulumi_gcp as gcp
 from components.identity import KubernetesAccount, grant_bucket_role
 
 READER_ROLE = "roles/storage.objectViewer"
+
+
+def secure_bucket(
+    resource_name: str,
+    *,
+    bucket_name: str,
+    project: str,
+    location: str,
+    kms_key: str | None,
+    opts: pulumi.ResourceOptions,
+    **settings: Any,
+) -> gcp.storage.Bucket:
+    """A bucket with the controls every bucket of the stack has: uniform access, public access prevention,
+    CMEK when a key is given, no force-destroy; `settings` add its own (versioning, lifecycle, ...)."""
+    return gcp.storage.Bucket(
+        resource_name,
+        name=bucket_name,
+        project=project,
+        location=location,
+        storage_class="STANDARD",
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=kms_key) if kms_key else None,
+        force_destroy=False,
+        opts=opts,
+        **settings,
+    )
 
 
 @dataclass(frozen=True)
@@ -56,18 +84,14 @@ class ModelStorage(pulumi.ComponentResource):
                     opts=child,
                 )
             )
-        bucket = gcp.storage.Bucket(
+        bucket = secure_bucket(
             f"{name}-bucket",
-            name=args.bucket_name,
+            bucket_name=args.bucket_name,
             project=args.project,
             location=args.location,
-            storage_class="STANDARD",
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
+            kms_key=args.kms_key,
             versioning=gcp.storage.BucketVersioningArgs(enabled=args.versioning),
             soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(retention_duration_seconds=args.soft_delete_days * 86400),
-            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=args.kms_key) if args.kms_key else None,
-            force_destroy=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=args.protect,

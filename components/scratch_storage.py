@@ -13,6 +13,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from components.identity import KubernetesAccount, grant_bucket_role
+from components.model_storage import secure_bucket
 
 WRITER_ROLE = "roles/storage.objectUser"
 """Read, write and delete objects; no bucket administration."""
@@ -36,23 +37,19 @@ class ScratchStorage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ScratchStorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:storage:ScratchStorage", name, None, opts)
-        bucket = gcp.storage.Bucket(
+        bucket = secure_bucket(
             f"{name}-bucket",
-            name=args.bucket_name,
+            bucket_name=args.bucket_name,
             project=args.project,
             location=args.location,
-            storage_class="STANDARD",
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
+            kms_key=args.kms_key,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
             lifecycle_rules=[
                 gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=args.ttl_days),
                 )
             ],
-            encryption=gcp.storage.BucketEncryptionArgs(default_kms_key_name=args.kms_key) if args.kms_key else None,
-            force_destroy=False,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         grant_bucket_role(f"{name}-writer", bucket.name, WRITER_ROLE, args.writers, args.project, self)
         self.url = bucket.url
