@@ -203,8 +203,33 @@ def gpu_fit(
 
 
 def valid_tensor_parallel(model: ModelArch, tp: int) -> bool:
-    """vLLM shards attention heads: TP must divide the query heads."""
-    return tp >= 1 and model.q_heads % tp == 0
+    """vLLM shards attention heads: TP must divide the query heads, and either divide the KV heads or be a multiple
+    of them (vLLM then replicates each KV head over TP / kv_heads ranks)."""
+    return tp >= 1 and model.q_heads % tp == 0 and (model.kv_heads % tp == 0 or tp % model.kv_heads == 0)
+
+
+def tpu_server_fit(
+    model: ModelArch,
+    slice_: TpuSlice,
+    *,
+    weight_dtype: Dtype,
+    kv_dtype: Dtype,
+    max_context: int,
+    max_num_seqs: int,
+    gpu_memory_utilization: float,
+) -> MemoryFit:
+    """Fit of one vLLM replica on a single-host slice: every chip of the VM holds a tensor-parallel shard."""
+    return memory_fit(
+        model=model,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        max_context=max_context,
+        sequences=max_num_seqs,
+        devices=slice_.chips,
+        device_memory_gb=slice_.generation.hbm_gb_per_chip,
+        engine=EngineProfile(gpu_memory_utilization, ENGINES["vllm"].reserve_gb_per_device),
+        shape=f"{slice_.generation.name} {slice_.topology}",
+    )
 
 
 def smallest_gpu_count(
@@ -246,12 +271,13 @@ class GpuParallelism:
     nodes: int
 
 
-def gpu_parallelism(gpus: int, gpus_per_vm: int) -> GpuParallelism:
-    """One node: TP = GPUs. Across nodes: TP = GPUs per node, PP = nodes (vLLM distributed docs)."""
-    if gpus <= gpus_per_vm:
-        return GpuParallelism(tensor_parallel=gpus, pipeline_parallel=1, nodes=1)
+def gpu_parallelism(gpus: int, gpus_per_vm: int, tensor_parallel: int | None = None) -> GpuParallelism:
+    """One node: TP = GPUs. Across nodes: TP = GPUs per node, PP = nodes (vLLM distributed docs). An explicit TP
+    splits the rest into pipeline stages."""
     nodes = math.ceil(gpus / gpus_per_vm)
-    return GpuParallelism(tensor_parallel=gpus_per_vm, pipeline_parallel=nodes, nodes=nodes)
+    if tensor_parallel is None:
+        return GpuParallelism(tensor_parallel=min(gpus, gpus_per_vm), pipeline_parallel=nodes, nodes=nodes)
+    return GpuParallelism(tensor_parallel=tensor_parallel, pipeline_parallel=max(1, gpus // tensor_parallel), nodes=nodes)
 
 
 def lws_group_size(slice_: TpuSlice, slices: int = 1, *, pathways_leader: bool = True) -> int:

@@ -64,3 +64,13 @@ JETSTREAM_HTTP_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetst
 # renovate: datasource=docker depName=gcr.io/gke-release/custom-metrics-stackdriver-adapter
 METRICS_ADAPTER_IMAGE = Image("gcr.io/gke-release/custom-metrics-stackdriver-adapter", "v0.16.9-gke.0")
 """Custom Metrics Stackdriver Adapter (GoogleCloudPlatform/k8s-stackdriver @673c7dd8, 2026-08-18)."""
+
+# renovate: datasource=docker depName=vllm/vllm-openai
+VLLM_IMAGE = Image("vllm/vllm-openai", "v0.33.0")
+"""vLLM's OpenAI server for GPUs (vLLM 0.33.0, 2026-11): every rendered flag and metric is checked against this release."""
+# renovate: datasource=docker depName=vllm/vllm-tpu
+VLLM_TPU_IMAGE = Image("vllm/vllm-tpu", "v0.33.0")
+"""The same vLLM release built for TPUs (tpu-inference backend)."""
+# renovate: datasource=docker depName=nvcr.io/nvidia/tritonserver
+TRITON_IMAGE = Image("nvcr.io/nvidia/tritonserver", "26.07-vllm-python-py3")
+"""Triton 2.71.0 with its vLLM backend (NGC 26.07, the current release in triton-inference-server/server's README)."""

@@ -151,8 +151,8 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
     (
         "HPA min above max",
         f"{NS}:workloads.small.autoscaling",
-        {"min_replicas": 5, "max_replicas": 2},
-        f"{NS}:workloads.small.autoscaling.min_replicas: min_replicas 5 > max_replicas 2; expected <= 2, got 5",
+        {"min_replicas": 5, "max_replicas": 1},
+        f"{NS}:workloads.small.autoscaling.min_replicas: min_replicas 5 > max_replicas 1; expected <= 1, got 5",
     ),
     (
         "unknown engine",

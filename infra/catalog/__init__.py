@@ -75,6 +75,8 @@ class GpuType(_Frozen):
 class ModelArch(_Frozen):
     name: str
     hf_id: str
+    context_length: int
+    """Longest sequence the model was trained for: no server may be configured beyond it."""
     params_b: float
     layers: int
     hidden: int

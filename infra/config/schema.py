@@ -187,6 +187,17 @@ class AutoscalingConfig(_Section):
 
 
 Justification = Literal["throughput", "disaggregation", "latency"]
+ModelLoading = Literal["gcsfuse", "hyperdisk-ml"]
+
+
+class BatchConfig(_Section):
+    """Offline inference (vLLM's run-batch) over an OpenAI batch JSONL file in the model bucket, results written back."""
+
+    input: str = Field(description="Object path of the OpenAI batch JSONL input in the model bucket.")
+    output: str = Field(description="Object path the results are written to (in the batch bucket prefix).")
+    parallelism: PositiveInt = Field(1, description="Pods running at once (each processes the whole file: shard inputs).")
+    backoff_limit: NonNegativeInt = Field(3, description="Retries before the Job fails.")
+    deadline_hours: Annotated[float, Field(gt=0, le=168)] = Field(12, description="activeDeadlineSeconds, in hours.")
 
 
 class WorkloadConfig(_Section):
@@ -200,9 +211,16 @@ class WorkloadConfig(_Section):
     max_num_seqs: PositiveInt | None = Field(None, description="vLLM/Triton concurrent sequences per replica.")
     gpu_memory_utilization: Annotated[float, Field(gt=0.1, le=0.98)] = 0.90
     mode: Literal["interleaved", "disaggregated"] = "interleaved"
-    tpu_pools: tuple[str, ...] = Field((), description="JetStream: one pool, or two for disaggregated serving.")
+    tpu_pools: tuple[str, ...] = Field(
+        (), description="JetStream: one pool, or two for disaggregated serving; vLLM on TPU: one single-host pool."
+    )
     gpu_pool: str | None = None
     gpus: PositiveInt | None = Field(None, description="GPUs per replica; default: the fewest that fit.")
+    tensor_parallel: PositiveInt | None = Field(None, description="vLLM tensor parallelism; default: GPUs per node used.")
+    model_loading: ModelLoading = Field(
+        "gcsfuse", description="How weights reach the server: GCS FUSE, or a Hyperdisk ML volume."
+    )
+    batch: BatchConfig | None = Field(None, description="Run as an offline batch Job instead of a server.")
     namespace: DnsLabel = "inference"
     replicas: PositiveInt = 1
     autoscaling: AutoscalingConfig | None = None

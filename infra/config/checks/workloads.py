@@ -34,6 +34,21 @@ def workload(
             "both true",
             "disabled",
         )
+    if c.max_context > model.context_length:
+        ctx.add(
+            ns_path(*base, "max_context"),
+            f"{c.model} was trained for {model.context_length} tokens",
+            f"<= {model.context_length}",
+            c.max_context,
+        )
+    if c.batch and (c.engine != "vllm" or auto):
+        ctx.add(
+            ns_path(*base, "batch"),
+            "a batch Job runs vLLM offline: no server, no Service, no HPA"
+            + ("" if c.engine == "vllm" else f"; {c.engine} has no batch mode here"),
+            "engine vllm without autoscaling",
+            "autoscaling" if auto else c.engine,
+        )
     gauges = ctx.catalog.metrics[c.engine].gauges
     if auto and auto.metric and auto.metric not in gauges:
         ctx.add(
@@ -44,7 +59,7 @@ def workload(
         )
     if c.engine == "jetstream-pathways":
         return _jetstream(ctx, name, base, c, model, tpu)
-    return _gpu_server(ctx, name, base, c, model, gpu)
+    return _model_server(ctx, name, base, c, model, tpu, gpu)
 
 
 def _jetstream(
@@ -165,17 +180,40 @@ def _jetstream(
     return Workload(name, c, model, fit, tpu_pools=tuple(pools))
 
 
-def _gpu_server(
-    ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, gpu: dict[str, GpuPool]
+def _model_server(
+    ctx: CheckContext,
+    name: str,
+    base: tuple[str, ...],
+    c: WorkloadConfig,
+    model: ModelArch,
+    tpu: dict[str, TpuPool],
+    gpu: dict[str, GpuPool],
 ) -> Workload | None:
-    if c.tpu_pools or c.per_device_batch_size:
-        ctx.add(ns_path(*base, "engine"), f"{c.engine} runs on GPU pools here", "gpu_pool and max_num_seqs", "TPU settings")
+    """vLLM and Triton: on a GPU pool (single GPU, tensor parallel on one node, or TP x PP across nodes), or vLLM on
+    one single-host TPU pool."""
+    if c.per_device_batch_size:
+        ctx.add(
+            ns_path(*base, "per_device_batch_size"),
+            f"{c.engine} sizes batches with max_num_seqs",
+            "max_num_seqs",
+            c.per_device_batch_size,
+        )
     if c.mode != "interleaved":
         ctx.add(ns_path(*base, "mode"), "disaggregated serving is built for jetstream-pathways only", "'interleaved'", c.mode)
+    for dtype_key, dtype in (("weight_dtype", c.weight_dtype), ("kv_cache_dtype", c.kv_cache_dtype)):
+        if dtype in ("int8", "int4"):
+            ctx.add(
+                ns_path(*base, dtype_key),
+                f"{c.engine} quantizes {dtype} only from a pre-quantized checkpoint, which the catalog does not describe",
+                "bf16 or fp8 (vLLM quantizes fp8 on load)",
+                dtype,
+            )
+    if c.tpu_pools:
+        return _tpu_server(ctx, name, base, c, model, tpu)
     if c.gpu_pool is None:
         ctx.add(
             ns_path(*base, "gpu_pool"),
-            f"{c.engine} needs a GPU pool",
+            f"{c.engine} needs a GPU pool (or, for vllm, one single-host TPU pool)",
             one_of(ctx.sections.gpu_pools) if ctx.sections.gpu_pools else "a gpu_pools entry",
             None,
         )
@@ -211,13 +249,21 @@ def _gpu_server(
             fit.shape,
         )
         return None
-    layout = sizing.gpu_parallelism(count, pool.gpus_per_vm)
+    layout = sizing.gpu_parallelism(count, pool.gpus_per_vm, c.tensor_parallel)
+    if c.tensor_parallel is not None and (c.tensor_parallel > min(count, pool.gpus_per_vm) or count % c.tensor_parallel):
+        ctx.add(
+            ns_path(*base, "tensor_parallel"),
+            f"tensor parallelism stays inside one {pool.config.machine_type} ({pool.gpus_per_vm} GPUs) and divides the replica's {count} GPUs",
+            f"a divisor of {count} that is <= {min(count, pool.gpus_per_vm)}",
+            c.tensor_parallel,
+        )
     if not sizing.valid_tensor_parallel(model, layout.tensor_parallel):
         ctx.add(
-            ns_path(*base, "gpus"),
-            f"tensor-parallel size {layout.tensor_parallel} does not divide {model.q_heads} attention heads",
+            ns_path(*base, "tensor_parallel" if c.tensor_parallel else "gpus"),
+            f"tensor-parallel size {layout.tensor_parallel} does not divide {model.q_heads} attention heads "
+            f"(and {model.kv_heads} KV heads, or a multiple of them)",
             "a divisor of the heads",
-            count,
+            layout.tensor_parallel,
         )
     pool_nodes = pool.config.max_nodes_per_zone * len(pool.zones)
     if layout.nodes > pool_nodes:
@@ -227,6 +273,14 @@ def _gpu_server(
             f"<= {pool_nodes * pool.gpus_per_vm} GPUs, or a larger pool",
             count,
         )
+    elif layout.nodes * _max_replicas(c) > pool_nodes:
+        ctx.add(
+            ns_path(*base, *_replicas_key(c)),
+            f"{_max_replicas(c)} replica(s) x {layout.nodes} {pool.config.machine_type} node(s) each, "
+            f"but gpu_pools.{pool.name} scales to {pool_nodes}",
+            f"<= {pool_nodes // layout.nodes} replica(s), or a larger pool",
+            _max_replicas(c),
+        )
     if count > pool.gpus_per_vm and count % pool.gpus_per_vm:
         ctx.add(
             ns_path(*base, "gpus"),
@@ -235,3 +289,81 @@ def _gpu_server(
             count,
         )
     return Workload(name, c, model, fit, gpu_pool=pool, gpus=count)
+
+
+def _max_replicas(c: WorkloadConfig) -> int:
+    """Replicas at full scale: the HPA's ceiling, a batch Job's parallelism, or the fixed count."""
+    if c.autoscaling:
+        return c.autoscaling.max_replicas
+    return c.batch.parallelism if c.batch else c.replicas
+
+
+def _replicas_key(c: WorkloadConfig) -> tuple[str, ...]:
+    if c.autoscaling:
+        return ("autoscaling", "max_replicas")
+    return ("batch", "parallelism") if c.batch else ("replicas",)
+
+
+def _tpu_server(
+    ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, tpu: dict[str, TpuPool]
+) -> Workload | None:
+    """vLLM on TPU: one single-host slice per replica, tensor parallel over its chips."""
+    if c.engine != "vllm" or c.gpu_pool or c.gpus or len(c.tpu_pools) != 1:
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            "on TPU, vllm serves from exactly one single-host pool (no gpu_pool or gpus)",
+            "engine vllm and one tpu_pools entry",
+            list(c.tpu_pools),
+        )
+        return None
+    pool = tpu.get(c.tpu_pools[0])
+    if pool is None:
+        if c.tpu_pools[0] not in ctx.sections.tpu_pools:
+            ctx.add(
+                ns_path(*base, "tpu_pools"),
+                f"no TPU pool named {c.tpu_pools[0]}",
+                one_of(ctx.sections.tpu_pools) if ctx.sections.tpu_pools else "a tpu_pools entry",
+                c.tpu_pools[0],
+            )
+        return None
+    slice_ = pool.slice
+    if slice_.multi_host:
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            f"vLLM serves a replica from one TPU VM; {slice_.topology} spans {slice_.vms} VMs",
+            "a single-host slice",
+            c.tpu_pools[0],
+        )
+        return None
+    fit = sizing.tpu_server_fit(
+        model,
+        slice_,
+        weight_dtype=c.weight_dtype,
+        kv_dtype=c.kv_cache_dtype,
+        max_context=c.max_context,
+        max_num_seqs=c.max_num_seqs or 16,
+        gpu_memory_utilization=c.gpu_memory_utilization,
+    )
+    if not fit.fits:
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            f"{c.model} needs {fit.required_gib:.1f} GiB but {fit.shape} provides {fit.usable_gib:.1f} GiB",
+            f"a single-host slice with >= {fit.required_gib:.1f} GiB",
+            fit.shape,
+        )
+        return None
+    if not sizing.valid_tensor_parallel(model, slice_.chips):
+        ctx.add(
+            ns_path(*base, "tpu_pools"),
+            f"tensor-parallel size {slice_.chips} (the slice's chips) does not divide {model.q_heads} attention heads",
+            "a slice whose chips divide the heads",
+            fit.shape,
+        )
+    if _max_replicas(c) > pool.config.max_slices:
+        ctx.add(
+            ns_path(*base, *_replicas_key(c)),
+            f"{_max_replicas(c)} replica(s) need as many slices but tpu_pools.{pool.name} holds {pool.config.max_slices}",
+            f"<= {pool.config.max_slices}",
+            _max_replicas(c),
+        )
+    return Workload(name, c, model, fit, tpu_pools=(pool,))
