@@ -101,7 +101,7 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         sig = value.get(_SIG_KEY)
         if sig == _SECRET_SIG:
-            return SECRET
+            return _masked(value.get("value"))
         if sig == _RESOURCE_SIG:
             return value.get("urn")
         return {k: plain(v) for k, v in sorted(value.items())}
@@ -112,6 +112,15 @@ def plain(value: Any) -> Any:
     if value == _UNKNOWN_VALUE:
         return UNKNOWN
     return value
+
+
+def _masked(value: Any) -> Any:
+    """A secret's shape with every value masked: a Secret's `stringData` keeps its keys, so it still validates."""
+    if isinstance(value, dict):
+        return {k: _masked(v) for k, v in sorted(value.items()) if k != _SIG_KEY}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return SECRET
 
 
 def _provider_ref(ref: str) -> str | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from infra import sizing
+from infra import model_serving, sizing
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
@@ -100,8 +100,7 @@ def cost_lines(cfg: StackConfig, catalog: Catalog) -> list[CostLine]:
 def workload_summary(w: Workload, catalog: Catalog) -> dict[str, Any]:
     fit = w.fit
     derived: dict[str, Any]
-    startup: dict[str, Any] | None = None
-    if w.tpu_pools:
+    if w.config.engine == "jetstream-pathways":
         slice_ = w.tpu_pools[0].slice
         slices = len(w.tpu_pools)
         flags = sizing.pathways_flags(slice_, slices)
@@ -115,17 +114,20 @@ def workload_summary(w: Workload, catalog: Catalog) -> dict[str, Any]:
             "nodes": slice_.vms * slices,
         }
         start = sizing.jetstream_startup(catalog.loading, w.model, w.config.weight_dtype, slice_)
-        startup = {
-            "path": start.path,
-            "load_s": round(start.load_s),
-            "warmup_s": round(start.warmup_s),
-            "predicted_s": round(start.predicted_s),
-            "probe_budget_s": start.budget_s,
-        }
     else:
-        assert w.gpu_pool is not None
-        layout = sizing.gpu_parallelism(w.gpus, w.gpu_pool.gpus_per_vm)
-        derived = {"gpus": w.gpus, **asdict(layout)}
+        derived = (
+            {"gpus": w.gpus, **asdict(model_serving.layout(w))}
+            if w.gpu_pool
+            else {"google_com_tpu": w.tpu_pools[0].slice.chips, **asdict(model_serving.layout(w))}
+        )
+        start = model_serving.startup(catalog, w)
+    startup = {
+        "path": start.path,
+        "load_s": round(start.load_s),
+        "warmup_s": round(start.warmup_s),
+        "predicted_s": round(start.predicted_s),
+        "probe_budget_s": start.budget_s,
+    }
     return {
         "name": w.name,
         "engine": w.config.engine,

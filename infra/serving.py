@@ -7,7 +7,6 @@ engine's component, deriving every number from the catalog through `infra.sizing
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -20,18 +19,16 @@ from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.scratch_storage import ScratchStorage, ScratchStorageArgs
 from components.serving_namespace import PodSecurityLevel
-from components.serving_objects import Scaling
-from infra import sizing, versions
+from infra import model_serving, sizing, versions
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
+from infra.serving_common import cluster_url, image_exceptions, scaling
 
 TPU_ACCELERATOR_KEY = "cloud.google.com/gke-tpu-accelerator"
 TPU_TOPOLOGY_KEY = "cloud.google.com/gke-tpu-topology"
 SCRATCH_TTL_DAYS = 7
 """Pathways scratch objects (compilation and transfer state) expire after a week."""
-HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S = 1800, 3600
-"""Upper bounds the HPA API accepts for a policy's periodSeconds and a stabilization window."""
 
 
 PATHWAYS_IMAGES = (
@@ -41,13 +38,6 @@ PATHWAYS_IMAGES = (
     versions.JETSTREAM_HTTP_IMAGE,
 )
 """In the order of pathways.Images: proxy, server, jetstream, http."""
-IMAGE_POLICY = "inf-k8s-image-pinned"
-
-
-def image_exceptions(images: list[versions.Image]) -> dict[str, str]:
-    """The image-digest policy exception a workload carries when some of its images have no known digest."""
-    reason = versions.undigested_reason(images)
-    return {IMAGE_POLICY: reason} if reason else {}
 
 
 @dataclass(frozen=True)
@@ -108,24 +98,8 @@ def startup(catalog: Catalog, workload: Workload) -> sizing.StartupEstimate:
     return sizing.jetstream_startup(catalog.loading, workload.model, workload.config.weight_dtype, workload.tpu_pools[0].slice)
 
 
-def scaling(workload: Workload, start: sizing.StartupEstimate) -> Scaling | None:
-    """Add at most one replica per start time (a new group serves nothing before it has started); wait twice
-    that before removing one (bringing it back costs a start time)."""
-    auto = workload.config.autoscaling
-    if auto is None:
-        return None
-    return Scaling(
-        min_replicas=auto.min_replicas,
-        max_replicas=auto.max_replicas,
-        metric=workload.metric,
-        target=auto.target,
-        scale_up_period_s=min(HPA_MAX_PERIOD_S, math.ceil(start.predicted_s)),
-        scale_down_window_s=min(HPA_MAX_WINDOW_S, math.ceil(2 * start.predicted_s)),
-    )
-
-
 def pathways_args(
-    cfg: StackConfig, catalog: Catalog, workload: Workload, api: LeaderWorkerSetApi
+    cfg: StackConfig, catalog: Catalog, workload: Workload, lws_ready: list[pulumi.Resource]
 ) -> pathways.JetStreamPathwaysArgs:
     c, slice_ = workload.config, workload.tpu_pools[0].slice
     start = startup(catalog, workload)
@@ -159,13 +133,8 @@ def pathways_args(
         scrape_interval=cfg.observability.scrape_interval,
         ingress_cidrs=tuple(x for x in (cfg.network.proxy_only_cidr,) if x),
         exceptions=image_exceptions(list(PATHWAYS_IMAGES)),
-        depends_on=tuple(api.ready),
+        depends_on=tuple(lws_ready),
     )
-
-
-def cluster_url(service: str, *, namespace: str) -> str:
-    """The in-cluster address of a JetStream HTTP front (the Inference Gateway routes to the same Service)."""
-    return f"http://{service}.{namespace}.svc.cluster.local:{pathways.HTTP_PORT}"
 
 
 def pod_security(workloads: list[Workload]) -> tuple[PodSecurityLevel, str | None]:
@@ -192,10 +161,17 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
             platform.k8s,
         )
     jetstream = {n: w for n, w in cfg.workloads.items() if w.config.engine == "jetstream-pathways"}
-    outputs: dict[str, pulumi.Input[object]] = {}
+    lws_ready: list[pulumi.Resource] = []
+    if jetstream or any(
+        model_serving.layout(w).nodes > 1 for w in cfg.workloads.values() if w.config.engine != "jetstream-pathways"
+    ):
+        api = LeaderWorkerSetApi(
+            "lws", LeaderWorkerSetApiArgs(versions.LWS_CHART.chart, versions.LWS_CHART.version), platform.k8s
+        )
+        lws_ready = api.ready
+    outputs = model_serving.build(cfg, catalog, platform.gcp, platform.k8s, platform.namespaces, lws_ready)
     if not jetstream:
         return outputs
-    api = LeaderWorkerSetApi("lws", LeaderWorkerSetApiArgs(versions.LWS_CHART.chart, versions.LWS_CHART.version), platform.k8s)
     ScratchStorage(
         "scratch",
         ScratchStorageArgs(
@@ -212,10 +188,12 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
     for name, workload in jetstream.items():
         server = pathways.JetStreamPathways(
             name,
-            pathways_args(cfg, catalog, workload, api),
+            pathways_args(cfg, catalog, workload, lws_ready),
             pulumi.ResourceOptions.merge(
                 platform.k8s, pulumi.ResourceOptions(depends_on=[platform.namespaces[workload.config.namespace]])
             ),
         )
-        outputs[f"{name}_endpoint"] = server.service.apply(partial(cluster_url, namespace=workload.config.namespace))
+        outputs[f"{name}_endpoint"] = server.service.apply(
+            partial(cluster_url, namespace=workload.config.namespace, port=pathways.HTTP_PORT)
+        )
     return outputs

@@ -146,6 +146,10 @@ def _resources(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
             yield f"{t.role} template: {TPU_RESOURCE} limit {tpu} is not the chips of one VM of {t.node_selector[TPU_ACCELERATOR_LABEL]} ({listed(chips)})"
 
 
+SERVING_TYPES = [t for t in WORKLOAD_TYPES if t not in ("kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob")]
+"""Workload kinds that serve traffic: probes decide whether they get it."""
+
+
 def _probes(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     for t in templates(args.resource_type, args.props):
         for c in items(t.spec.get("containers")):
@@ -286,10 +290,11 @@ POLICIES = [
             "inf-k8s-probes",
             "Serving containers have distinct readiness and liveness probes, and a startup probe on accelerator pods.",
             Severity.MEDIUM,
-            "Add readinessProbe and livenessProbe (different checks) and a startupProbe sized for model loading.",
+            "Add readinessProbe and livenessProbe (different checks) and a startupProbe sized for model loading. "
+            "Jobs and CronJobs are left out: a batch pod serves nothing, and a probe could only kill it mid-run.",
             tags=("checkov:CKV_K8S_8", "checkov:CKV_K8S_9"),
         ),
-        WORKLOAD_TYPES,
+        SERVING_TYPES,
         _probes,
     ),
     resource_policy(

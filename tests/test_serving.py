@@ -24,7 +24,8 @@ from infra.cli import main
 from infra.config import ConfigError, StackConfig, Workload, load_config
 from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
 from infra.platform import tpu_node_pool_names
-from infra.serving import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S, TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
+from infra.serving import TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
+from infra.serving_common import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S
 
 Items = list[dict[str, Any]]
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
@@ -509,7 +510,9 @@ def test_metrics_adapter_identity_and_api_services(adapter_plans: dict[bool, Ite
     """The monitoring.viewer member is the Workload Identity principal of the account the adapter Deployment runs as;
     every APIService points at the adapter's Service, which selects the Deployment's pods on its container port."""
     items, cfg = adapter_plans[True], load_config(BASE, stack="t")
-    ((ns, _), deployment), *more = named(items, "kubernetes:apps/v1:Deployment").items()
+    ((ns, _), deployment), *more = [
+        (k, d) for k, d in named(items, "kubernetes:apps/v1:Deployment").items() if k[0] == "custom-metrics"
+    ]
     assert not more
     pod = deployment["spec"]["template"]
     account = pod["spec"]["serviceAccountName"]

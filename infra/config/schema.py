@@ -193,9 +193,13 @@ ModelLoading = Literal["gcsfuse", "hyperdisk-ml"]
 class BatchConfig(_Section):
     """Offline inference (vLLM's run-batch) over an OpenAI batch JSONL file in the model bucket, results written back."""
 
-    input: str = Field(description="Object path of the OpenAI batch JSONL input in the model bucket.")
-    output: str = Field(description="Object path the results are written to (in the batch bucket prefix).")
-    parallelism: PositiveInt = Field(1, description="Pods running at once (each processes the whole file: shard inputs).")
+    input: str = Field(
+        "input-{index}.jsonl", description="OpenAI batch JSONL under batch/<workload>/ in the model bucket; {index} = pod index."
+    )
+    output: str = Field(
+        "output-{index}.jsonl", description="Results file under batch/<workload>/ (the only prefix the Job may write)."
+    )
+    parallelism: PositiveInt = Field(1, description="Indexed pods, each over its own input part.")
     backoff_limit: NonNegativeInt = Field(3, description="Retries before the Job fails.")
     deadline_hours: Annotated[float, Field(gt=0, le=168)] = Field(12, description="activeDeadlineSeconds, in hours.")
 

@@ -281,6 +281,13 @@ def _model_server(
             f"<= {pool_nodes // layout.nodes} replica(s), or a larger pool",
             _max_replicas(c),
         )
+    if c.batch and layout.nodes > 1:
+        ctx.add(
+            ns_path(*base, "batch"),
+            f"a batch pod runs on one node; {count} GPUs span {layout.nodes} {pool.config.machine_type} nodes",
+            f"<= {pool.gpus_per_vm} GPUs (fewer max_num_seqs or a shorter max_context), or a larger machine type",
+            count,
+        )
     if count > pool.gpus_per_vm and count % pool.gpus_per_vm:
         ctx.add(
             ns_path(*base, "gpus"),

@@ -1,0 +1,135 @@
+"""Hugging Face → model bucket: one Job per model, run by an identity of its own (seed 003's download step).
+
+The token comes from Pulumi secret config into a Kubernetes Secret (a secret output end to end: it is
+encrypted in state and masked in `plan`), is mounted as a file rather than an environment variable,
+and only the downloader's account can write the bucket: serving accounts stay read-only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.identity import KubernetesAccount, grant_bucket_role
+from components.model_server import GCSFUSE_DRIVER, RUN_AS, checkov_annotations
+
+ACCOUNT = "model-downloader"
+WRITER_ROLE = "roles/storage.objectUser"
+TOKEN_DIR = "/var/run/secrets/huggingface"
+
+
+@dataclass(frozen=True)
+class Model:
+    hf_id: str
+    prefix: str
+    """Folder in the bucket the weights land in (the servers' GCS FUSE `only-dir`)."""
+
+
+@dataclass(frozen=True)
+class WeightsDownloadArgs:
+    project: str
+    namespace: str
+    bucket: str
+    image: str
+    token: pulumi.Input[str]
+    models: tuple[Model, ...]
+    checkov_skips: dict[str, str]
+
+
+def download_script(model: Model) -> str:
+    """`hf download` (huggingface_hub >= 1.x, in the vLLM image) straight into the FUSE-mounted folder."""
+    return (
+        f'HF_TOKEN="$(cat {TOKEN_DIR}/token)" exec hf download {model.hf_id} '
+        f"--local-dir /bucket/{model.prefix} --exclude 'original/*' --max-workers 8"
+    )
+
+
+class WeightsDownload(pulumi.ComponentResource):
+    def __init__(self, name: str, args: WeightsDownloadArgs, gcp_opts: pulumi.ResourceOptions, opts: pulumi.ResourceOptions):
+        super().__init__("gke-inference:serving:WeightsDownload", name, None, opts)
+        core, meta = k8s.core.v1, k8s.meta.v1
+        child = pulumi.ResourceOptions(parent=self)
+        account = core.ServiceAccount(
+            f"{name}-sa",
+            metadata=meta.ObjectMetaArgs(name=ACCOUNT, namespace=args.namespace),
+            automount_service_account_token=False,
+            opts=child,
+        )
+        grant_bucket_role(
+            f"{name}-writer", args.bucket, WRITER_ROLE, (KubernetesAccount(args.namespace, ACCOUNT),), args.project, self
+        )
+        secret = core.Secret(
+            f"{name}-hf-token",
+            metadata=meta.ObjectMetaArgs(name="hf-token", namespace=args.namespace),
+            type="Opaque",
+            string_data={"token": pulumi.Output.secret(args.token)},
+            opts=child,
+        )
+        skips = checkov_annotations(args.checkov_skips)
+        for model in args.models:
+            job_name = f"download-{model.prefix.rsplit('/', 1)[-1].lower().replace('.', '-')}"[:63].rstrip("-")
+            pod_annotations = {"gke-gcsfuse/volumes": "true", "gke-gcsfuse/ephemeral-storage-limit": "0", **skips}
+            k8s.batch.v1.Job(
+                f"{name}-{job_name}",
+                metadata=meta.ObjectMetaArgs(name=job_name, namespace=args.namespace, annotations=skips or None),
+                spec=k8s.batch.v1.JobSpecArgs(
+                    backoff_limit=3,
+                    ttl_seconds_after_finished=86400,
+                    template=core.PodTemplateSpecArgs(
+                        metadata=meta.ObjectMetaArgs(labels={"app.kubernetes.io/name": job_name}, annotations=pod_annotations),
+                        spec=core.PodSpecArgs(
+                            service_account_name=ACCOUNT,
+                            automount_service_account_token=False,
+                            restart_policy="Never",
+                            security_context=core.PodSecurityContextArgs(
+                                run_as_user=RUN_AS,
+                                run_as_group=RUN_AS,
+                                fs_group=RUN_AS,
+                                seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+                            ),
+                            containers=[
+                                core.ContainerArgs(
+                                    name="download",
+                                    image=args.image,
+                                    image_pull_policy="IfNotPresent",
+                                    command=["sh", "-c"],
+                                    args=[download_script(model)],
+                                    env=[
+                                        core.EnvVarArgs(name="HOME", value="/tmp"),
+                                        core.EnvVarArgs(name="HF_HOME", value="/tmp/hf"),
+                                    ],
+                                    resources=core.ResourceRequirementsArgs(
+                                        requests={"cpu": "2", "memory": "8Gi"}, limits={"cpu": "2", "memory": "8Gi"}
+                                    ),
+                                    security_context=core.SecurityContextArgs(
+                                        allow_privilege_escalation=False,
+                                        read_only_root_filesystem=True,
+                                        run_as_non_root=True,
+                                        capabilities=core.CapabilitiesArgs(drop=["ALL"]),
+                                    ),
+                                    volume_mounts=[
+                                        core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                        core.VolumeMountArgs(name="token", mount_path=TOKEN_DIR, read_only=True),
+                                        core.VolumeMountArgs(name="bucket", mount_path="/bucket"),
+                                    ],
+                                )
+                            ],
+                            volumes=[
+                                core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
+                                core.VolumeArgs(name="token", secret=core.SecretVolumeSourceArgs(secret_name="hf-token")),
+                                core.VolumeArgs(
+                                    name="bucket",
+                                    csi=core.CSIVolumeSourceArgs(
+                                        driver=GCSFUSE_DRIVER,
+                                        volume_attributes={"bucketName": args.bucket, "mountOptions": "implicit-dirs"},
+                                    ),
+                                ),
+                            ],
+                        ),
+                    ),
+                ),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[account, secret]),
+            )
+        self.register_outputs({})

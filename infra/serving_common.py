@@ -1,0 +1,40 @@
+"""What every server shares, TPU or GPU: its HPA behaviour, its in-cluster endpoint, its image-digest exception."""
+
+from __future__ import annotations
+
+import math
+
+from components.serving_objects import Scaling
+from infra import sizing, versions
+from infra.config import Workload
+
+IMAGE_POLICY = "inf-k8s-image-pinned"
+HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S = 1800, 3600
+"""Upper bounds the HPA API accepts for a policy's periodSeconds and a stabilization window."""
+
+
+def scaling(workload: Workload, start: sizing.StartupEstimate) -> Scaling | None:
+    """Add at most one replica per start time (a new group serves nothing before it has started); wait twice
+    that before removing one (bringing it back costs a start time)."""
+    auto = workload.config.autoscaling
+    if auto is None:
+        return None
+    return Scaling(
+        min_replicas=auto.min_replicas,
+        max_replicas=auto.max_replicas,
+        metric=workload.metric,
+        target=auto.target,
+        scale_up_period_s=min(HPA_MAX_PERIOD_S, math.ceil(start.predicted_s)),
+        scale_down_window_s=min(HPA_MAX_WINDOW_S, math.ceil(2 * start.predicted_s)),
+    )
+
+
+def cluster_url(service: str, *, namespace: str, port: int) -> str:
+    """A server's in-cluster address (the Inference Gateway routes to the same Service)."""
+    return f"http://{service}.{namespace}.svc.cluster.local:{port}"
+
+
+def image_exceptions(images: list[versions.Image]) -> dict[str, str]:
+    """The image-digest policy exception a workload carries when some of its images have no known digest."""
+    reason = versions.undigested_reason(images)
+    return {IMAGE_POLICY: reason} if reason else {}
