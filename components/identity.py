@@ -38,17 +38,48 @@ def grant_bucket_role(
     accounts: tuple[KubernetesAccount, ...],
     project: str,
     parent: pulumi.Resource,
+    object_prefix: str | None = None,
 ) -> None:
-    """One BucketIAMMember per account, named `<prefix>-<namespace>-<account>` and parented to `parent`."""
+    """One BucketIAMMember per account, named `<prefix>-<namespace>-<account>` and parented to `parent`; with
+    `object_prefix`, an IAM condition limits the role to objects under it (the bucket uses uniform access)."""
     number = gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(parent=parent)).number
+    condition = None
+    if object_prefix is not None:
+        condition = gcp.storage.BucketIAMMemberConditionArgs(
+            title=f"only {object_prefix}"[:100],
+            expression=pulumi.Output.from_input(bucket).apply(
+                lambda b: f'resource.name.startsWith("projects/_/buckets/{b}/objects/{object_prefix}")'
+            ),
+        )
     for account in accounts:
         gcp.storage.BucketIAMMember(
             f"{prefix}-{account.namespace}-{account.service_account}",
             bucket=bucket,
             role=role,
             member=number.apply(partial(account.principal, project_id=project)),
+            condition=condition,
             opts=pulumi.ResourceOptions(parent=parent),
         )
+
+
+@dataclass(frozen=True)
+class PrefixWriterArgs:
+    project: str
+    bucket: str
+    object_prefix: str
+    """e.g. batch/<workload>/ : the account may create, overwrite and delete objects there only."""
+    account: KubernetesAccount
+
+
+class PrefixWriter(pulumi.ComponentResource):
+    """Write access to one folder of a bucket for one Kubernetes service account (a batch Job's results)."""
+
+    def __init__(self, name: str, args: PrefixWriterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:identity:PrefixWriter", name, None, opts)
+        grant_bucket_role(
+            f"{name}-writer", args.bucket, "roles/storage.objectUser", (args.account,), args.project, self, args.object_prefix
+        )
+        self.register_outputs({})
 
 
 @dataclass(frozen=True)

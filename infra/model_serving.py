@@ -15,6 +15,7 @@ from typing import Literal
 import pulumi
 
 from components.hyperdisk import HyperdiskWeights, HyperdiskWeightsArgs
+from components.identity import KubernetesAccount, PrefixWriter, PrefixWriterArgs
 from components.model_server import Output, ServerPod, Weights
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.triton import TritonArgs, TritonServer
@@ -248,6 +249,18 @@ def build(
             ),
             opts,
         )
+        if c.batch:
+            # The Job's own account may write its results folder and nothing else of the bucket.
+            PrefixWriter(
+                f"{name}-results",
+                PrefixWriterArgs(
+                    cfg.project,
+                    cfg.bucket_name,
+                    f"{batch_prefix(workload)}/",
+                    KubernetesAccount(c.namespace, workload.service_account),
+                ),
+                gcp_opts,
+            )
         if vllm.service is not None:
             outputs[f"{name}_endpoint"] = vllm.service.apply(partial(cluster_url, namespace=c.namespace, port=PORT))
     if cfg.has_hf_token:

@@ -123,8 +123,16 @@ def test_cache_zones_are_pool_zones_inside_the_bucket_location(plans: dict[str, 
 def test_serving_accounts_read_weights_through_workload_identity(plans: dict[str, list[dict[str, Any]]], env: str) -> None:
     cfg, items = load_stack(env), plans[env]
     members = [r["inputs"] for r in of_type(items, "gcp:storage/bucketIAMMember:BucketIAMMember")]
-    readers = [m for m in members if m["bucket"] == cfg.bucket_name]
+    on_models = [m for m in members if m["bucket"] == cfg.bucket_name]
+    readers = [m for m in on_models if "condition" not in m]
     assert {m["role"] for m in readers} == {"roles/storage.objectViewer"}  # nobody serving may write the weights
+    # A batch Job may write only its own results folder: an IAM condition on the object prefix.
+    for m in (m for m in on_models if "condition" in m):
+        workload = m["member"].rsplit("/sa/", 1)[1]
+        assert cfg.workloads[workload].config.batch is not None
+        assert m["condition"]["expression"] == (
+            f'resource.name.startsWith("projects/_/buckets/{cfg.bucket_name}/objects/batch/{workload}/")'
+        )
     assert sorted(m["member"] for m in readers) == sorted(
         workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)
         for w in cfg.workloads.values()
