@@ -146,8 +146,8 @@ def _quantity(value: float) -> str:
 
 
 def network_policy_spec(args: ServingObjectsArgs) -> k8s.networking.v1.NetworkPolicySpecArgs:
-    """Ingress only from: the workload's own pods (all ports), the namespace, the gateway's proxies and
-    Google's health checkers (serving port), and the Managed Prometheus collectors (metrics port)."""
+    """Ingress only from: the workload's own pods (all ports), the gateway's proxies and Google's health checkers
+    (serving port), and the Managed Prometheus collectors (metrics port). The endpoint picker joins with the gateway."""
     net = k8s.networking.v1
     pods = k8s.meta.v1.LabelSelectorArgs(match_labels=dict(args.pod_labels))
     serving = [net.NetworkPolicyPortArgs(port=args.serving_port, protocol="TCP")]
