@@ -547,7 +547,6 @@ POLICIES = [
             "Each serving workload has a PodDisruptionBudget that allows disruption and a NetworkPolicy.",
             Severity.MEDIUM,
             "Add a PodDisruptionBudget (maxUnavailable >= 1) and a NetworkPolicy selecting the serving pods.",
-            enforcement=EnforcementLevel.ADVISORY,
         ),
         _pdb_netpol,
     ),

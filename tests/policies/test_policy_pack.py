@@ -20,8 +20,8 @@ from policies.registry import PACK_NAME, POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
-ADVISORY_BY_DESIGN = {"inf-gke-security-posture", "inf-k8s-service-type", "inf-stack-pdb-and-netpol"}
-"""Advisory even in prod (reference §4: advisory / not yet rendered by the platform); see policies/README.md."""
+ADVISORY_BY_DESIGN = {"inf-gke-security-posture", "inf-k8s-service-type"}
+"""Advisory even in prod (reference §4); see policies/README.md."""
 STARRED = {"inf-gke-binary-authorization", "inf-gcs-cmek", "inf-k8s-nonroot-readonly"}
 """Reference ★: advisory in dev, mandatory in prod."""
 CIS_CLUSTER_CONTROLS = {
