@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STACK ?=
 
-.PHONY: install plan test lint bench clean
+.PHONY: install plan checkov test lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -15,6 +15,9 @@ install: $(BIN)/.installed
 
 plan: install ## offline plan of STACK (default: every stack) into out/
 	$(BIN)/gke-inference plan $(STACK)
+
+checkov: plan ## checkov on every stack's rendered manifests (own virtualenv .ci-checkov-venv)
+	.ci/checkov
 
 lint: install
 	$(BIN)/ruff check .

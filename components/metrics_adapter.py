@@ -17,6 +17,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.identity import workload_principal
+from components.model_server import checkov_annotations
 
 NAMESPACE = "custom-metrics"
 ACCOUNT = "custom-metrics-stackdriver-adapter"
@@ -28,6 +29,46 @@ CONTAINER_EXCEPTION = (
     "certificate under its working directory, so it runs as its image user with a writable root filesystem; "
     "privilege escalation is off, every capability but NET_BIND_SERVICE dropped, seccomp RuntimeDefault"
 )
+IMAGE_POLICY = "inf-k8s-image-pinned"
+"""The policy-pack exception an image without a published digest carries; its reason is also checkov's CKV_K8S_43 skip."""
+RUN_AS_IMAGE_USER = (
+    "upstream's image writes its self-signed serving certificate under its working directory, so it runs as its image "
+    "user rather than a forced high non-root UID that may not write there (policy exception inf-k8s-nonroot-readonly); "
+    "privilege escalation is off, every capability but NET_BIND_SERVICE dropped, seccomp RuntimeDefault"
+)
+CHECKOV_SKIPS = {
+    "CKV_K8S_15": (
+        "the adapter image is pinned by exact release tag in infra/versions.py; Always would make every adapter restart, "
+        "and so every HPA's metrics, depend on reaching the registry for a pinned release"
+    ),
+    "CKV_K8S_22": (
+        "upstream's image writes its self-signed serving certificate under its working directory at start, so its root "
+        "filesystem stays writable (policy exception inf-k8s-nonroot-readonly)"
+    ),
+    "CKV_K8S_23": RUN_AS_IMAGE_USER,
+    "CKV_K8S_25": (
+        "NET_BIND_SERVICE is the one capability added (all others dropped): the adapter serves the aggregated metrics "
+        "APIs on port 443, the port its Service and APIServices name"
+    ),
+    "CKV_K8S_38": (
+        "the adapter needs its token: it serves aggregated APIs (delegated authentication and authorization against "
+        "the API server) and reads pods and nodes through the API server"
+    ),
+    "CKV_K8S_40": RUN_AS_IMAGE_USER,
+}
+"""checkov check id -> why it does not apply to the adapter Deployment (its pod template has no annotations of its own)."""
+EXTERNAL_READER_SKIPS = {
+    "CKV_K8S_49": (
+        "the resources of external.metrics.k8s.io are the external metric names, not known in advance; the wildcard is "
+        "confined to that one API group and to read verbs, as upstream grants the HPA controller"
+    ),
+}
+EXTERNAL_READER_BINDING_SKIPS = {
+    "CKV2_K8S_5": (
+        "the bound role reads only external.metrics.k8s.io, which serves metric values and no secrets; the check "
+        "takes its resources wildcard for secrets whatever the API group"
+    ),
+}
 APISERVICES = (
     ("v1beta1", "custom.metrics.k8s.io", 100),
     ("v1beta2", "custom.metrics.k8s.io", 200),
@@ -112,13 +153,15 @@ class MetricsAdapter(pulumi.ComponentResource):
         )
         external = rbac.ClusterRole(
             f"{name}-external-reader",
-            metadata=meta.ObjectMetaArgs(name="external-metrics-reader"),
+            metadata=meta.ObjectMetaArgs(name="external-metrics-reader", annotations=checkov_annotations(EXTERNAL_READER_SKIPS)),
             rules=[rbac.PolicyRuleArgs(api_groups=["external.metrics.k8s.io"], resources=["*"], verbs=["list", "get", "watch"])],
             opts=child,
         )
         rbac.ClusterRoleBinding(
             f"{name}-external-reader",
-            metadata=meta.ObjectMetaArgs(name="external-metrics-reader"),
+            metadata=meta.ObjectMetaArgs(
+                name="external-metrics-reader", annotations=checkov_annotations(EXTERNAL_READER_BINDING_SKIPS)
+            ),
             role_ref=rbac.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=external.metadata.name),
             subjects=[rbac.SubjectArgs(kind="ServiceAccount", name="horizontal-pod-autoscaler", namespace="kube-system")],
             opts=child,
@@ -130,10 +173,7 @@ class MetricsAdapter(pulumi.ComponentResource):
                 name=ACCOUNT,
                 namespace=NAMESPACE,
                 labels=labels,
-                annotations={
-                    EXCEPTION_ANNOTATION.format(policy=p): why
-                    for p, why in {"inf-k8s-nonroot-readonly": CONTAINER_EXCEPTION, **args.exceptions}.items()
-                },
+                annotations=_deployment_annotations(args),
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=1,
@@ -187,6 +227,16 @@ class MetricsAdapter(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
             )
         self.register_outputs({})
+
+
+def _deployment_annotations(args: MetricsAdapterArgs) -> dict[str, str]:
+    """checkov skips (CKV_K8S_43 with the image-digest exception's reason, when it has one) and the policy exceptions."""
+    digest = {"CKV_K8S_43": args.exceptions[IMAGE_POLICY].replace("=", " ")} if IMAGE_POLICY in args.exceptions else {}
+    policies = {"inf-k8s-nonroot-readonly": CONTAINER_EXCEPTION, **args.exceptions}
+    return {
+        **checkov_annotations({**CHECKOV_SKIPS, **digest}),
+        **{EXCEPTION_ANNOTATION.format(policy=p): why for p, why in policies.items()},
+    }
 
 
 def _pod_spec(image: str) -> k8s.core.v1.PodSpecArgs:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pulumi_policy import EnforcementLevel, PolicyResource, Severity, StackValidationArgs
+from pulumi_policy import PolicyResource, Severity, StackValidationArgs
 
 from infra import sizing
 from policies.base import Config, Finding, Meta, as_int, get, is_unknown, items, listed, mapping, stack_policy, string_list
