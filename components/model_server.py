@@ -18,19 +18,20 @@ RUN_AS = 10001
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
 GCSFUSE_CACHE_VOLUME = "gke-gcsfuse-cache"
 """The volume name the GCS FUSE sidecar takes as its file cache (gcs-fuse-csi-driver sidecar_spec.go)."""
-SERVING_MOUNT_OPTIONS = (
+METADATA_OPTIONS = (
     "implicit-dirs",
-    "file-cache:enable-parallel-downloads:true",
-    "file-cache:parallel-downloads-per-file:100",
-    "file-cache:max-parallel-downloads:-1",
-    "file-cache:download-chunk-size-mb:10",
-    "file-cache:max-size-mb:-1",
     "metadata-cache:ttl-secs:-1",
     "metadata-cache:stat-cache-max-size-mb:-1",
     "metadata-cache:type-cache-max-size-mb:-1",
 )
-"""GKE's model-serving mount options (kubernetes-engine-samples ai-ml/vllm-tpu): parallel downloads into an unbounded
-file cache; weights never change under a mounted path, so metadata is cached for good."""
+"""Weights never change under a mounted path: metadata is cached for good."""
+FILE_CACHE_OPTIONS = (
+    "file-cache:enable-parallel-downloads:true",
+    "file-cache:parallel-downloads-per-file:100",
+    "file-cache:max-parallel-downloads:-1",
+    "file-cache:download-chunk-size-mb:10",
+)
+"""GKE's model-serving options (kubernetes-engine-samples ai-ml/vllm-tpu): parallel downloads into the file cache."""
 WEIGHTS_PATH = "/models"
 CHECKOV_SKIP = "checkov.io/skip{n}"
 
@@ -42,8 +43,11 @@ class Weights:
     kind: Literal["gcsfuse", "hyperdisk-ml"]
     bucket: str = ""
     claim: str = ""
-    cache_medium: Literal["", "Memory"] = ""
-    """The FUSE file cache: node ephemeral storage (Local SSD where the pool has it) or RAM (TPU VMs have no Local SSD)."""
+    file_cache: Literal["local-ssd", "memory", "none"] = "none"
+    """The FUSE file cache (needed for parallel downloads): on the node's Local SSD ephemeral storage, in RAM (TPU
+    VMs have no Local SSD), or none (reads stream: a GPU pool without Local SSD would fill its boot disk)."""
+    cache_mib: int = 0
+    """Size of the file cache: the weights plus headroom; in RAM it is taken out of the server's memory request."""
     only_dir: str = ""
 
 
@@ -117,11 +121,17 @@ def volumes(p: ServerPod) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp"), core.VolumeMountArgs(name="shm", mount_path="/dev/shm")]
     w = p.weights
     if w.kind == "gcsfuse":
-        options = SERVING_MOUNT_OPTIONS + ((f"only-dir={w.only_dir}",) if w.only_dir else ())
-        vols.append(_fuse_volume("weights", w.bucket, options, read_only=True))
-        vols.append(
-            core.VolumeArgs(name=GCSFUSE_CACHE_VOLUME, empty_dir=core.EmptyDirVolumeSourceArgs(medium=w.cache_medium or None))
+        cached = w.file_cache != "none"
+        options = (
+            METADATA_OPTIONS
+            + ((*FILE_CACHE_OPTIONS, f"file-cache:max-size-mb:{w.cache_mib}") if cached else ())
+            + ((f"only-dir={w.only_dir}",) if w.only_dir else ())
         )
+        vols.append(_fuse_volume("weights", w.bucket, options, read_only=True))
+        if cached:
+            medium = "Memory" if w.file_cache == "memory" else None
+            cache = core.EmptyDirVolumeSourceArgs(medium=medium, size_limit=f"{w.cache_mib}Mi")
+            vols.append(core.VolumeArgs(name=GCSFUSE_CACHE_VOLUME, empty_dir=cache))
     else:
         vols.append(
             core.VolumeArgs(

@@ -76,7 +76,8 @@ class TritonServer(pulumi.ComponentResource):
                 f"{name}-{kind}",
                 bucket=args.bucket,
                 name=f"{repository}/{args.model_name}/{path}",
-                content=content,
+                # An asset, not `content`: the provider marks `content` secret, and reviewers should see the repository.
+                source=pulumi.StringAsset(content),
                 content_type=content_type,
                 opts=in_gcp,
             )

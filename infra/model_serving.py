@@ -31,6 +31,8 @@ GPU_ACCELERATOR_KEY = "cloud.google.com/gke-accelerator"
 SHM_CAP_MIB = 16 * 1024
 """/dev/shm (NCCL, vLLM's multiprocessing) is memory-backed and counts against the pod's memory: an eighth of
 it, at most 16 GiB."""
+CACHE_HEADROOM = 1.1
+"""A file cache holds the weights plus 10 % (tokenizer, configs, safetensors index)."""
 HYPERDISK_HEADROOM = 1.1
 """A Hyperdisk ML volume holds the weights plus 10 % (config, tokenizer, filesystem overhead)."""
 PULL_POLICY_SKIP = (
@@ -118,6 +120,14 @@ def pod_resources(catalog: Catalog, workload: Workload) -> tuple[tuple[str, int]
     return (GPU_RESOURCE, per_pod), node.scaled(per_pod / pool.gpus_per_vm)
 
 
+def file_cache(workload: Workload) -> Literal["local-ssd", "memory", "none"]:
+    """Local SSD where the GPU pool has it; RAM on TPU VMs (no Local SSD, and RAM to spare); else none."""
+    if workload.tpu_pools:
+        return "memory"
+    assert workload.gpu_pool is not None
+    return "local-ssd" if workload.gpu_pool.config.local_ssd_count > 0 else "none"
+
+
 def checkov_skips(image: versions.Image) -> dict[str, str]:
     skips = {"CKV_K8S_15": PULL_POLICY_SKIP}
     reason = versions.undigested_reason([image])
@@ -130,18 +140,25 @@ def server_pod(cfg: StackConfig, catalog: Catalog, workload: Workload, image: ve
     accelerator, resources = pod_resources(catalog, workload)
     selector, tolerations = placement(cfg, workload)
     start = startup(catalog, workload)
-    local_ssd = workload.gpu_pool is not None and workload.gpu_pool.config.local_ssd_count > 0
+    cache = file_cache(workload)
+    cache_mib = (
+        math.ceil(sizing.weight_bytes(workload.model, workload.config.weight_dtype) * CACHE_HEADROOM / sizing.MIB)
+        // layout(workload).nodes
+    )
     weights = (
         Weights(kind="hyperdisk-ml", claim=f"{workload.name}-weights")
         if workload.config.model_loading == "hyperdisk-ml"
-        # TPU VMs have no Local SSD: the FUSE file cache lives in RAM there; on GPU nodes, on Local SSD when the pool has it.
         else Weights(
             kind="gcsfuse",
             bucket=cfg.bucket_name,
             only_dir=weights_prefix(workload),
-            cache_medium="Memory" if workload.tpu_pools or not local_ssd else "",
+            file_cache=cache,
+            cache_mib=cache_mib if cache != "none" else 0,
         )
     )
+    if weights.file_cache == "memory":
+        # The RAM cache is charged to the pod: the server gets the rest of its share.
+        resources = sizing.Resources(resources.cpu_millis, resources.memory_mib - weights.cache_mib)
     batch = workload.config.batch
     return ServerPod(
         service_account=workload.service_account,

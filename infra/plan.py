@@ -31,6 +31,7 @@ SECRET = "[secret]"
 UNKNOWN = "[unknown]"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_ASSET_SIG = "c44067f5952c0a294b673a41bacd8c17"
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
 _UNKNOWN_VALUE = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 
@@ -104,6 +105,8 @@ def plain(value: Any) -> Any:
             return _masked(value.get("value"))
         if sig == _RESOURCE_SIG:
             return value.get("urn")
+        if sig == _ASSET_SIG:  # a file's text, path or URI, without the wire signature
+            return {k: v for k, v in sorted(value.items()) if k != _SIG_KEY}
         return {k: plain(v) for k, v in sorted(value.items())}
     if isinstance(value, list):
         return [plain(v) for v in value]

@@ -247,6 +247,60 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "gemma-2-9b",
         f"{NS}:workloads.big.model: no MaxText config and tokenizer for this model in the catalog; expected a model with maxtext_name and maxtext_tokenizer, got 'gemma-2-9b'",
     ),
+    (
+        "vLLM tensor parallelism wider than the VM",
+        f"{NS}:workloads.small.tensor_parallel",
+        2,
+        f"{NS}:workloads.small.tensor_parallel: tensor parallelism stays inside one g2-standard-8 (1 GPUs) and divides the replica's 1 GPUs; expected a divisor of 1 that is <= 1, got 2",
+    ),
+    (
+        "vLLM model that fits on no GPU count",
+        f"{NS}:workloads.small",
+        {**BASE[f"{NS}:workloads"]["small"], "model": "llama-3.1-405b", "max_num_seqs": 4096},
+        f"{NS}:workloads.small.gpu_pool: llama-3.1-405b does not fit on up to 64 l4 GPUs; expected a larger GPU, got 'l4'",
+    ),
+    (
+        "vLLM context beyond the model's",
+        f"{NS}:workloads.small",
+        {
+            **BASE[f"{NS}:workloads"]["small"],
+            "max_context": 131073,
+            "max_num_seqs": 1,
+            "weight_dtype": "fp8",
+            "kv_cache_dtype": "fp8",
+        },
+        f"{NS}:workloads.small.max_context: llama-3.1-8b was trained for 131072 tokens; expected <= 131072, got 131073",
+    ),
+    (
+        "batch Job with an HPA",
+        f"{NS}:workloads.small",
+        {**BASE[f"{NS}:workloads"]["small"], "batch": {}, "autoscaling": {"max_replicas": 1}},
+        f"{NS}:workloads.small.batch: a batch Job runs vLLM offline: no server, no Service, no HPA; expected engine vllm without autoscaling, got 'autoscaling'",
+    ),
+    (
+        "vLLM HPA metric the engine no longer exports",
+        f"{NS}:workloads.small.autoscaling",
+        {"metric": "vllm:gpu_cache_usage_perc"},
+        f"{NS}:workloads.small.autoscaling.metric: not a gauge vllm exports (an HPA averages the latest value of a gauge); expected one of vllm:kv_cache_usage_perc, vllm:num_requests_running, vllm:num_requests_waiting, got 'vllm:gpu_cache_usage_perc'",
+    ),
+    (
+        "GPU server HPA max above the pool's nodes",
+        f"{NS}:workloads.small.autoscaling",
+        {"max_replicas": 2},
+        f"{NS}:workloads.small.autoscaling.max_replicas: 2 replica(s) x 1 g2-standard-8 node(s) each, but gpu_pools.l4 scales to 1; expected <= 1 replica(s), or a larger pool, got 2",
+    ),
+    (
+        "int8 weights on vLLM",
+        f"{NS}:workloads.small.weight_dtype",
+        "int8",
+        f"{NS}:workloads.small.weight_dtype: vllm quantizes int8 only from a pre-quantized checkpoint, which the catalog does not describe; expected bf16 or fp8 (vLLM quantizes fp8 on load), got 'int8'",
+    ),
+    (
+        "vLLM on a multi-host TPU slice",
+        f"{NS}:workloads.small",
+        {"engine": "vllm", "model": "llama-3.1-8b", "tpu_pools": ["serve"], "max_context": 4096, "max_num_seqs": 4},
+        f"{NS}:workloads.small.tpu_pools: vLLM serves a replica from one TPU VM; 4x4 spans 4 VMs; expected a single-host slice, got 'serve'",
+    ),
 ]
 
 

@@ -281,6 +281,13 @@ def _model_server(
             f"<= {pool_nodes // layout.nodes} replica(s), or a larger pool",
             _max_replicas(c),
         )
+    if c.model_loading == "hyperdisk-ml" and len(pool.zones) > 1:
+        ctx.add(
+            ns_path(*base, "model_loading"),
+            f"a Hyperdisk ML volume is zonal but gpu_pools.{pool.name} spans {len(pool.zones)} zones",
+            "gcsfuse, or a pool in one zone",
+            c.model_loading,
+        )
     if c.batch and layout.nodes > 1:
         ctx.add(
             ns_path(*base, "batch"),
