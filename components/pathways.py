@@ -456,4 +456,5 @@ class JetStreamPathways(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[lws]),
         )
         self.service = service.metadata.name
+        self.ready: list[pulumi.Resource] = [service]
         self.register_outputs({"service": self.service})

@@ -14,6 +14,8 @@ import pulumi_kubernetes as k8s
 
 PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
 EXCEPTION_ANNOTATION = "gke-inference.dev/pod-security-exception"
+ROUTES_LABEL = "gke-inference.dev/gateway-routes"
+"""Namespaces with it may attach HTTPRoutes to the gateway (its listener's allowedRoutes selector)."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,8 @@ class ServingNamespaceArgs:
     enforce: PodSecurityLevel = "restricted"
     """Enforced Pod Security level; `restricted` unless a workload here needs more, then `exception` says why."""
     exception: str | None = None
+    gateway_routes: bool = False
+    """Label the namespace so its HTTPRoutes may attach to the environment's Inference Gateway."""
 
 
 class ServingNamespace(pulumi.ComponentResource):
@@ -39,6 +43,7 @@ class ServingNamespace(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/audit": "restricted",
                     "pod-security.kubernetes.io/warn": "restricted",
                     "app.kubernetes.io/managed-by": "pulumi",
+                    **({ROUTES_LABEL: "true"} if args.gateway_routes else {}),
                 },
                 annotations={EXCEPTION_ANNOTATION: args.exception} if args.exception else None,
             ),

@@ -73,6 +73,8 @@ class ServingObjectsArgs:
     scaling: Scaling | None
     ingress_cidrs: tuple[str, ...] = ()
     """Where gateway traffic comes from (the proxy-only subnet), besides Google's health checkers."""
+    scrapers: tuple[Mapping[str, str], ...] = ()
+    """Labels of pods in the namespace that read the serving port (the endpoint picker scrapes /metrics there)."""
 
 
 class ServingObjects(pulumi.ComponentResource):
@@ -147,7 +149,7 @@ def _quantity(value: float) -> str:
 
 def network_policy_spec(args: ServingObjectsArgs) -> k8s.networking.v1.NetworkPolicySpecArgs:
     """Ingress only from: the workload's own pods (all ports), the gateway's proxies and Google's health checkers
-    (serving port), and the Managed Prometheus collectors (metrics port). The endpoint picker joins with the gateway."""
+    (serving port), the endpoint picker when there is one (serving port), and the Managed Prometheus collectors (metrics port)."""
     net = k8s.networking.v1
     pods = k8s.meta.v1.LabelSelectorArgs(match_labels=dict(args.pod_labels))
     serving = [net.NetworkPolicyPortArgs(port=args.serving_port, protocol="TCP")]

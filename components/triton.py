@@ -152,4 +152,5 @@ class TritonServer(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
         self.service = service.metadata.name
+        self.ready: list[pulumi.Resource] = [service]
         self.register_outputs({"service": self.service})

@@ -8,6 +8,7 @@ same component serves from a single-host TPU slice with the TPU image.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -82,6 +83,8 @@ class VllmArgs:
     scrape_interval: str
     ingress_cidrs: tuple[str, ...] = ()
     batch: Batch | None = None
+    scrapers: tuple[Mapping[str, str], ...] = ()
+    """Pods that read the server's metrics on its serving port: the endpoint picker of its InferencePool."""
     depends_on: tuple[pulumi.Resource, ...] = ()
 
 
@@ -143,6 +146,8 @@ class VllmServer(pulumi.ComponentResource):
     """Deployment (or LWS, or Job), its ClusterIP Service, and the serving objects."""
 
     service: pulumi.Output[str] | None
+    ready: list[pulumi.Resource]
+    """The server objects a route or pool to it waits for."""
 
     def __init__(self, name: str, args: VllmArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:serving:Vllm", name, None, opts)
@@ -151,7 +156,7 @@ class VllmServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         if args.mode == "batch":
             self._batch(name, args, meta, child)
-            self.service = None
+            self.service, self.ready = None, []
             self.register_outputs({})
             return
         if args.mode == "multi-node":
@@ -212,10 +217,12 @@ class VllmServer(pulumi.ComponentResource):
                 scale_target=target,
                 scaling=args.scaling,
                 ingress_cidrs=args.ingress_cidrs,
+                scrapers=args.scrapers,
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[workload]),
         )
         self.service = service.metadata.name
+        self.ready = [workload, service]
         self.register_outputs({"service": self.service})
 
     def _batch(self, name: str, args: VllmArgs, meta: k8s.meta.v1.ObjectMetaArgs, opts: pulumi.ResourceOptions) -> None:

@@ -14,6 +14,7 @@ from typing import Literal
 
 import pulumi
 
+from components.endpoint_picker import picker_labels
 from components.hyperdisk import HyperdiskWeights, HyperdiskWeightsArgs
 from components.identity import KubernetesAccount, PrefixWriter, PrefixWriterArgs
 from components.model_server import Output, ServerPod, Weights
@@ -24,7 +25,7 @@ from components.weights_download import Model, WeightsDownload, WeightsDownloadA
 from infra import sizing, versions
 from infra.catalog import Catalog
 from infra.config import NAMESPACE, StackConfig, Workload
-from infra.serving_common import cluster_url, image_exceptions, scaling
+from infra.serving_common import checkov_skips, cluster_url, image_exceptions, scaling
 
 GPU_RESOURCE, TPU_RESOURCE = "nvidia.com/gpu", "google.com/tpu"
 GPU_ACCELERATOR_KEY = "cloud.google.com/gke-accelerator"
@@ -35,10 +36,6 @@ CACHE_HEADROOM = 1.1
 """A file cache holds the weights plus 10 % (tokenizer, configs, safetensors index)."""
 HYPERDISK_HEADROOM = 1.1
 """A Hyperdisk ML volume holds the weights plus 10 % (config, tokenizer, filesystem overhead)."""
-PULL_POLICY_SKIP = (
-    "pinned tags with IfNotPresent: a multi-GB serving image pulled again on every restart delays recovery; "
-    "tags are immutable in infra/versions.py"
-)
 
 
 def weights_prefix(workload: Workload) -> str:
@@ -128,14 +125,6 @@ def file_cache(workload: Workload) -> Literal["local-ssd", "memory", "none"]:
     return "local-ssd" if workload.gpu_pool.config.local_ssd_count > 0 else "none"
 
 
-def checkov_skips(image: versions.Image) -> dict[str, str]:
-    skips = {"CKV_K8S_15": PULL_POLICY_SKIP}
-    reason = versions.undigested_reason([image])
-    if reason:
-        skips["CKV_K8S_43"] = reason.replace("=", " ")
-    return skips
-
-
 def server_pod(cfg: StackConfig, catalog: Catalog, workload: Workload, image: versions.Image) -> ServerPod:
     accelerator, resources = pod_resources(catalog, workload)
     selector, tolerations = placement(cfg, workload)
@@ -195,8 +184,11 @@ def build(
     k8s_opts: pulumi.ResourceOptions,
     namespaces: dict[str, pulumi.Resource],
     lws_ready: list[pulumi.Resource],
+    pooled: set[str],
+    ready: dict[str, list[pulumi.Resource]],
 ) -> dict[str, pulumi.Input[object]]:
-    """Every vLLM and Triton workload, the weights download Jobs, and the serving outputs."""
+    """Every vLLM and Triton workload, the weights download Jobs, and the serving outputs. `pooled` servers sit behind
+    an InferencePool (their picker may scrape them); each server's objects are added to `ready` for the gateway."""
     outputs: dict[str, pulumi.Input[object]] = {}
     servers = {n: w for n, w in cfg.workloads.items() if w.config.engine in ("vllm", "triton")}
     ingress = tuple(x for x in (cfg.network.proxy_only_cidr,) if x)
@@ -235,6 +227,7 @@ def build(
                 opts,
             )
             outputs[f"{name}_endpoint"] = server.service.apply(partial(cluster_url, namespace=c.namespace, port=PORT))
+            ready[name] = server.ready
             continue
         image = versions.VLLM_TPU_IMAGE if workload.tpu_pools else versions.VLLM_IMAGE
         parallel = layout(workload)
@@ -262,6 +255,7 @@ def build(
                 )
                 if c.batch
                 else None,
+                scrapers=(picker_labels(name),) if name in pooled else (),
                 depends_on=tuple(lws_ready) if mode == "multi-node" else (),
             ),
             opts,
@@ -280,6 +274,7 @@ def build(
             )
         if vllm.service is not None:
             outputs[f"{name}_endpoint"] = vllm.service.apply(partial(cluster_url, namespace=c.namespace, port=PORT))
+            ready[name] = vllm.ready
     if cfg.has_hf_token:
         by_namespace: dict[str, dict[str, Model]] = defaultdict(dict)
         for workload in servers.values():

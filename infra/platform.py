@@ -234,9 +234,11 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
                 lambda v: kubeconfig(str(v[0]), str(v[1]), _ca_certificate(v[2][0]))
             )
         )
+        subnetwork: pulumi.Input[str] | None = cfg.network.existing.subnetwork if cfg.network.existing else None
     else:
-        cluster = Cluster("cluster", cluster_args(cfg, prefix, _network(cfg, prefix, opts), identity.email), opts)
-        cluster_name, endpoint, kube = cluster.name, cluster.endpoint, cluster.kubeconfig
+        network = _network(cfg, prefix, opts)
+        cluster = Cluster("cluster", cluster_args(cfg, prefix, network, identity.email), opts)
+        cluster_name, endpoint, kube, subnetwork = cluster.name, cluster.endpoint, cluster.kubeconfig, network[1]
 
     target = ClusterTarget(
         cfg.project, cfg.region, cluster_name, identity.email, cfg.cluster.auto_upgrade, cfg.protection.protect
@@ -276,10 +278,14 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     for namespace, members in sorted(namespaces.items()):
         level, reason = serving.pod_security(members)
         accounts = tuple(sorted(w.service_account for w in members))
-        created[namespace] = ServingNamespace(namespace, ServingNamespaceArgs(accounts, level, reason), k8s_opts)
+        created[namespace] = ServingNamespace(
+            namespace, ServingNamespaceArgs(accounts, level, reason, gateway_routes=cfg.gateway.enabled), k8s_opts
+        )
     for name, cc in cfg.compute_classes.items():
         ComputeClass(name, compute_class_args(cfg, cc, identity.email), k8s_opts)
-    served = serving.build(cfg, serving.PlatformHandles(gcp=opts, k8s=k8s_opts, namespaces=created, storage_ready=[storage]))
+    served = serving.build(
+        cfg, serving.PlatformHandles(gcp=opts, k8s=k8s_opts, namespaces=created, storage_ready=[storage], subnetwork=subnetwork)
+    )
 
     return {
         "cluster_name": cluster_name,

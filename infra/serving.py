@@ -19,7 +19,7 @@ from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.scratch_storage import ScratchStorage, ScratchStorageArgs
 from components.serving_namespace import PodSecurityLevel
-from infra import model_serving, sizing, versions
+from infra import gateway_serving, model_serving, sizing, versions
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
@@ -50,6 +50,8 @@ class PlatformHandles:
     """Serving namespace -> the component holding the namespace and its service accounts."""
     storage_ready: list[pulumi.Resource]
     """The model bucket and its CMEK grant, which the scratch bucket reuses."""
+    subnetwork: pulumi.Input[str] | None = None
+    """The node subnet: an internal gateway's address is reserved in it."""
 
 
 def checkpoint_path(cfg: StackConfig, workload: Workload) -> str:
@@ -169,9 +171,29 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
             "lws", LeaderWorkerSetApiArgs(versions.LWS_CHART.chart, versions.LWS_CHART.version), platform.k8s
         )
         lws_ready = api.ready
-    outputs = model_serving.build(cfg, catalog, platform.gcp, platform.k8s, platform.namespaces, lws_ready)
-    if not jetstream:
-        return outputs
+    pooled = {n for n, w in gateway_serving.exposed(cfg).items() if gateway_serving.uses_pool(w)}
+    ready: dict[str, list[pulumi.Resource]] = {}
+    outputs = model_serving.build(cfg, catalog, platform.gcp, platform.k8s, platform.namespaces, lws_ready, pooled, ready)
+    if jetstream:
+        outputs |= jetstream_servers(cfg, catalog, platform, jetstream, lws_ready, ready)
+    if cfg.gateway.enabled:
+        multi_node = {
+            n for n, w in cfg.workloads.items() if w.config.engine != "jetstream-pathways" and model_serving.layout(w).nodes > 1
+        }
+        outputs |= gateway_serving.build(cfg, platform.gcp, platform.k8s, platform.subnetwork, ready, multi_node)
+    return outputs
+
+
+def jetstream_servers(
+    cfg: StackConfig,
+    catalog: Catalog,
+    platform: PlatformHandles,
+    jetstream: dict[str, Workload],
+    lws_ready: list[pulumi.Resource],
+    ready: dict[str, list[pulumi.Resource]],
+) -> dict[str, pulumi.Input[object]]:
+    """The scratch bucket the Pathways servers share, and each JetStream workload."""
+    outputs: dict[str, pulumi.Input[object]] = {}
     ScratchStorage(
         "scratch",
         ScratchStorageArgs(
@@ -196,4 +218,5 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
         outputs[f"{name}_endpoint"] = server.service.apply(
             partial(cluster_url, namespace=workload.config.namespace, port=pathways.HTTP_PORT)
         )
+        ready[name] = server.ready
     return outputs

@@ -74,3 +74,7 @@ VLLM_TPU_IMAGE = Image("vllm/vllm-tpu", "v0.33.0")
 # renovate: datasource=docker depName=nvcr.io/nvidia/tritonserver
 TRITON_IMAGE = Image("nvcr.io/nvidia/tritonserver", "26.07-vllm-python-py3")
 """Triton 2.71.0 with its vLLM backend (NGC 26.07, the current release in triton-inference-server/server's README)."""
+
+# renovate: datasource=docker depName=ghcr.io/llm-d/llm-d-router-endpoint-picker
+ENDPOINT_PICKER_IMAGE = Image("ghcr.io/llm-d/llm-d-router-endpoint-picker", "v0.10.0")
+"""The Inference Gateway's endpoint picker (llm-d/llm-d-router v0.10.0, 2026-08-17; it left GIE in 2026-06)."""

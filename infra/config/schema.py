@@ -173,10 +173,36 @@ class ObservabilityConfig(_Section):
     custom_metrics_adapter: bool = Field(True, description="Custom Metrics Stackdriver Adapter for HPAs.")
 
 
+class GatewayTls(_Section):
+    certificate: str = Field(description="Certificate Manager certificate in the cluster's region, for the HTTPS listener.")
+
+
 class GatewayConfig(_Section):
+    """One GKE Inference Gateway per environment: every exposed model under /models/<model>/ on one host."""
+
     enabled: bool = False
     gateway_class: Literal["gke-l7-rilb", "gke-l7-regional-external-managed"] = "gke-l7-rilb"
-    listener_port: Annotated[int, Field(ge=1, le=65535)] = 80
+    listener_port: Annotated[int, Field(ge=1, le=65535)] = Field(80, description="Port of the HTTP listener (no TLS).")
+    hostname: str | None = Field(None, description="Host the routes answer for; default: any.")
+    tls: GatewayTls | None = Field(None, description="HTTPS on 443 with this certificate; required outside dev when external.")
+    iap: bool | None = Field(
+        None, description="Identity-Aware Proxy in front of every backend; default: on for the external class."
+    )
+    routes: tuple[str, ...] | None = Field(None, description="Workloads to expose; default: every real-time server.")
+    min_timeout_s: Annotated[int, Field(ge=10, le=3600)] = Field(
+        60, description="Floor of a backend's request timeout (streamed responses)."
+    )
+    tokens_per_second: Annotated[float, Field(gt=0)] = Field(
+        10, description="A conservative per-request decode rate: the timeout covers max_context tokens at it."
+    )
+
+    @property
+    def external(self) -> bool:
+        return self.gateway_class == "gke-l7-regional-external-managed"
+
+    @property
+    def iap_enabled(self) -> bool:
+        return self.external if self.iap is None else self.iap
 
 
 class AutoscalingConfig(_Section):

@@ -88,6 +88,14 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
                 "CHANNEL_STANDARD",
                 cluster.gateway_api_channel,
             )
+        if gw.external and gw.tls is None and ctx.sections.environment != "dev":
+            ctx.add(
+                ns_path("gateway", "tls"),
+                f"an external gateway serves HTTPS only outside dev ({ctx.sections.environment})",
+                "a Certificate Manager certificate",
+                None,
+            )
+        check_routes(ctx)
         if not cluster.http_load_balancing:
             ctx.add(
                 ns_path("cluster", "http_load_balancing"),
@@ -102,3 +110,31 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
             "true",
             False,
         )
+
+
+def check_routes(ctx: CheckContext) -> None:
+    """Routes name real-time servers, and no two share a model name (each model has one path on the host)."""
+    gw, workloads = ctx.sections.gateway, ctx.sections.workloads
+    names = gw.routes if gw.routes is not None else tuple(n for n, w in workloads.items() if w.batch is None)
+    for i, name in enumerate(gw.routes or ()):
+        if name not in workloads:
+            ctx.add(
+                ns_path("gateway", "routes", i),
+                f"no workload named {name}",
+                one_of(workloads) if workloads else "a workload",
+                name,
+            )
+        elif workloads[name].batch is not None:
+            ctx.add(ns_path("gateway", "routes", i), f"{name} is a batch Job: nothing to route to", "a real-time server", name)
+    by_model: dict[str, list[str]] = {}
+    for name in names:
+        if name in workloads:
+            by_model.setdefault(workloads[name].model, []).append(name)
+    for model, served in sorted(by_model.items()):
+        if len(served) > 1:
+            ctx.add(
+                ns_path("gateway", "routes"),
+                f"{', '.join(served)} all serve {model}: one gateway routes a model name to one backend",
+                "one exposed workload per model (list the routes explicitly)",
+                served,
+            )

@@ -1,0 +1,291 @@
+"""An InferencePool and its endpoint picker (EPP): the Inference Gateway's model-aware load balancing.
+
+Objects as llm-d-router v0.10.0's chart renders them (`config/charts/routerlib`), written as typed
+resources: the pool (`inference.networking.k8s.io/v1`), the EPP Deployment, its Service (ext-proc on
+9002 for the gateway, metrics on 9090), service account and namespaced RBAC, and the scheduling
+config. The picker scores a model server by its queue, KV-cache use and prefix-cache hits, read from
+the server's own /metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.k8s_types import CamelModel
+from components.serving_objects import GMP_NAMESPACE, GOOGLE_HEALTH_CHECK_RANGES, LabelSelector, PodMonitoringSpec, ScrapeEndpoint
+
+POOL_API = "inference.networking.k8s.io/v1"
+EXT_PROC_PORT, HEALTH_PORT, METRICS_PORT = 9002, 9003, 9090
+RUN_AS = 65532
+"""The EPP image is distroless; it runs as its `nonroot` user."""
+FAILURE_MODE: Literal["FailOpen", "FailClose"] = "FailOpen"
+"""When the picker cannot answer, the gateway sends the request to a pool endpoint of its own choosing rather than
+failing it: a picker restart costs scheduling quality for seconds, not an outage (the chart's choice too)."""
+PLUGINS = {
+    "apiVersion": "llm-d.ai/v1alpha1",
+    "kind": "EndpointPickerConfig",
+    "plugins": [
+        {"type": "queue-scorer"},
+        {"type": "kv-cache-utilization-scorer"},
+        {"type": "prefix-cache-scorer"},
+        {"type": "metrics-data-source", "parameters": {"scheme": "http", "path": "/metrics", "insecureSkipVerify": True}},
+        {"type": "core-metrics-extractor"},
+    ],
+    "schedulingProfiles": [
+        {
+            "name": "default",
+            "plugins": [
+                {"pluginRef": "queue-scorer", "weight": 2},
+                {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+                {"pluginRef": "prefix-cache-scorer", "weight": 3},
+            ],
+        }
+    ],
+}
+"""llm-d-router v0.10.0's default EndpointPickerConfig (routerlib `_config.yaml`); vLLM is its default engine."""
+
+
+class TargetPort(CamelModel):
+    number: int
+
+
+class PortRef(CamelModel):
+    number: int
+
+
+class EndpointPickerRef(CamelModel):
+    name: str
+    port: PortRef
+    failure_mode: Literal["FailOpen", "FailClose"]
+
+
+class InferencePoolSpec(CamelModel):
+    selector: LabelSelector
+    target_ports: tuple[TargetPort, ...]
+    endpoint_picker_ref: EndpointPickerRef
+
+
+@dataclass(frozen=True)
+class EndpointPickerArgs:
+    namespace: str
+    selector: Mapping[str, str]
+    """Labels of the model-server pods the pool holds (for an LWS, the leaders)."""
+    target_port: int
+    image: str
+    scrape_interval: str
+    ingress_cidrs: tuple[str, ...]
+    """Where the gateway's proxies call the picker from (the proxy-only subnet)."""
+    cpu_millis: int = 2000
+    memory_mib: int = 4096
+    """The chart asks 8 CPUs / 8 GiB for heavy traffic; 2 / 4 GiB fits the system pool and one environment's load."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+def picker_labels(pool: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": f"{pool}-epp", "app.kubernetes.io/component": "endpoint-picker"}
+
+
+class EndpointPicker(pulumi.ComponentResource):
+    """InferencePool `<name>` and its picker `<name>-epp`."""
+
+    ready: list[pulumi.Resource]
+    """The pool and its picker's Service: routes to the pool are created after them."""
+
+    def __init__(self, name: str, args: EndpointPickerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gke-inference:gateway:EndpointPicker", name, None, opts)
+        core, meta, rbac = k8s.core.v1, k8s.meta.v1, k8s.rbac.v1
+        child = pulumi.ResourceOptions(parent=self)
+        epp, ns = f"{name}-epp", args.namespace
+        labels = picker_labels(name)
+        managed = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "gke-inference"}
+        account = core.ServiceAccount(f"{name}-epp-sa", metadata=meta.ObjectMetaArgs(name=epp, namespace=ns), opts=child)
+        role = rbac.Role(
+            f"{name}-epp-role",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns),
+            rules=[
+                rbac.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "watch", "list"]),
+                rbac.PolicyRuleArgs(
+                    api_groups=["inference.networking.k8s.io"], resources=["inferencepools"], verbs=["get", "watch", "list"]
+                ),
+                rbac.PolicyRuleArgs(
+                    api_groups=["llm-d.ai", "inference.networking.x-k8s.io"],
+                    resources=["inferenceobjectives", "inferencemodelrewrites"],
+                    verbs=["get", "watch", "list"],
+                ),
+            ],
+            opts=child,
+        )
+        binding = rbac.RoleBinding(
+            f"{name}-epp-binding",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns),
+            role_ref=rbac.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name),
+            subjects=[rbac.SubjectArgs(kind="ServiceAccount", name=epp, namespace=ns)],
+            opts=child,
+        )
+        config = core.ConfigMap(
+            f"{name}-epp-config",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns),
+            data={"default-plugins.yaml": yaml.safe_dump(PLUGINS, sort_keys=False)},
+            opts=child,
+        )
+        health = core.GRPCActionArgs(port=HEALTH_PORT, service="inference-extension")
+        k8s.apps.v1.Deployment(
+            f"{name}-epp-deployment",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns, labels=managed, annotations=dict(args.annotations) or None),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=1,
+                # One picker per pool; Recreate, as the chart: two pickers without leader election would disagree.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                selector=meta.LabelSelectorArgs(match_labels=labels),
+                template=core.PodTemplateSpecArgs(
+                    metadata=meta.ObjectMetaArgs(labels=labels),
+                    spec=core.PodSpecArgs(
+                        service_account_name=epp,
+                        # It watches pods and its InferencePool through the API server.
+                        automount_service_account_token=True,
+                        termination_grace_period_seconds=130,
+                        security_context=core.PodSecurityContextArgs(
+                            run_as_non_root=True,
+                            run_as_user=RUN_AS,
+                            run_as_group=RUN_AS,
+                            seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+                        ),
+                        containers=[
+                            core.ContainerArgs(
+                                name="epp",
+                                image=args.image,
+                                image_pull_policy="IfNotPresent",
+                                args=[
+                                    f"--pool-name={name}",
+                                    f"--pool-namespace={ns}",
+                                    "--pool-group=inference.networking.k8s.io",
+                                    "--zap-encoder=json",
+                                    "--config-file=/config/default-plugins.yaml",
+                                    f"--grpc-health-port={HEALTH_PORT}",
+                                    "--tracing=false",
+                                    # Managed Prometheus scrapes without a token; the NetworkPolicy admits only its collectors.
+                                    "--metrics-endpoint-auth=false",
+                                ],
+                                env=[
+                                    core.EnvVarArgs(
+                                        name="NAMESPACE",
+                                        value_from=core.EnvVarSourceArgs(
+                                            field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.namespace")
+                                        ),
+                                    ),
+                                    core.EnvVarArgs(
+                                        name="POD_NAME",
+                                        value_from=core.EnvVarSourceArgs(
+                                            field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.name")
+                                        ),
+                                    ),
+                                ],
+                                ports=[
+                                    core.ContainerPortArgs(name="grpc", container_port=EXT_PROC_PORT, protocol="TCP"),
+                                    core.ContainerPortArgs(name="grpc-health", container_port=HEALTH_PORT, protocol="TCP"),
+                                    core.ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP"),
+                                ],
+                                resources=core.ResourceRequirementsArgs(
+                                    requests={"cpu": f"{args.cpu_millis}m", "memory": f"{args.memory_mib}Mi"},
+                                    limits={"cpu": f"{args.cpu_millis}m", "memory": f"{args.memory_mib}Mi"},
+                                ),
+                                security_context=core.SecurityContextArgs(
+                                    allow_privilege_escalation=False,
+                                    read_only_root_filesystem=True,
+                                    run_as_non_root=True,
+                                    capabilities=core.CapabilitiesArgs(drop=["ALL"]),
+                                ),
+                                liveness_probe=core.ProbeArgs(grpc=health, initial_delay_seconds=5, period_seconds=10),
+                                readiness_probe=core.ProbeArgs(grpc=health, period_seconds=2),
+                                volume_mounts=[core.VolumeMountArgs(name="plugins-config", mount_path="/config", read_only=True)],
+                            )
+                        ],
+                        volumes=[core.VolumeArgs(name="plugins-config", config_map=core.ConfigMapVolumeSourceArgs(name=epp))],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[account, binding, config]),
+        )
+        service = core.Service(
+            f"{name}-epp-svc",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns, labels=managed),
+            spec=core.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=labels,
+                ports=[
+                    core.ServicePortArgs(
+                        name="grpc-ext-proc",
+                        port=EXT_PROC_PORT,
+                        target_port="grpc",
+                        protocol="TCP",
+                        app_protocol="kubernetes.io/h2c",
+                    ),
+                    core.ServicePortArgs(name="http-metrics", port=METRICS_PORT, target_port="metrics", protocol="TCP"),
+                ],
+            ),
+            opts=child,
+        )
+        pool = k8s.apiextensions.CustomResource(
+            f"{name}-pool",
+            api_version=POOL_API,
+            kind="InferencePool",
+            metadata=meta.ObjectMetaArgs(name=name, namespace=ns, labels=managed),
+            spec=InferencePoolSpec(
+                selector=LabelSelector(match_labels=dict(args.selector)),
+                target_ports=(TargetPort(number=args.target_port),),
+                endpoint_picker_ref=EndpointPickerRef(name=epp, port=PortRef(number=EXT_PROC_PORT), failure_mode=FAILURE_MODE),
+            ).to_k8s(),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-epp-podmonitoring",
+            api_version="monitoring.googleapis.com/v1",
+            kind="PodMonitoring",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns, labels=managed),
+            spec=PodMonitoringSpec(
+                selector=LabelSelector(match_labels=labels),
+                endpoints=(ScrapeEndpoint(port="metrics", interval=args.scrape_interval),),
+            ).to_k8s(),
+            opts=child,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-epp-pdb",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=labels)
+            ),
+            opts=child,
+        )
+        net = k8s.networking.v1
+        proxies = [
+            net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c))
+            for c in (*args.ingress_cidrs, *GOOGLE_HEALTH_CHECK_RANGES)
+        ]
+        collectors = net.NetworkPolicyPeerArgs(
+            namespace_selector=meta.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": GMP_NAMESPACE})
+        )
+        net.NetworkPolicy(
+            f"{name}-epp-netpol",
+            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns),
+            spec=net.NetworkPolicySpecArgs(
+                pod_selector=meta.LabelSelectorArgs(match_labels=labels),
+                policy_types=["Ingress"],
+                ingress=[
+                    net.NetworkPolicyIngressRuleArgs(
+                        from_=proxies, ports=[net.NetworkPolicyPortArgs(port=EXT_PROC_PORT, protocol="TCP")]
+                    ),
+                    net.NetworkPolicyIngressRuleArgs(
+                        from_=[collectors], ports=[net.NetworkPolicyPortArgs(port=METRICS_PORT, protocol="TCP")]
+                    ),
+                ],
+            ),
+            opts=child,
+        )
+        self.ready = [pool, service]
+        self.register_outputs({})
