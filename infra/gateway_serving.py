@@ -38,7 +38,8 @@ def exposed(cfg: StackConfig) -> dict[str, Workload]:
 
 
 def uses_pool(workload: Workload) -> bool:
-    """The endpoint picker reads vLLM's metrics (Triton here runs the vLLM backend, whose metrics it re-labels)."""
+    """The picker scrapes an engine's metrics on the pool's target port: vLLM serves them there; JetStream's front and
+    Triton (metrics on 8002) do not."""
     return workload.config.engine == "vllm"
 
 
