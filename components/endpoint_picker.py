@@ -21,6 +21,7 @@ from components.k8s_types import CamelModel
 from components.serving_objects import GMP_NAMESPACE, GOOGLE_HEALTH_CHECK_RANGES, LabelSelector, PodMonitoringSpec, ScrapeEndpoint
 
 POOL_API = "inference.networking.k8s.io/v1"
+OBJECTIVE_API = "llm-d.ai/v1alpha2"
 EXT_PROC_PORT, HEALTH_PORT, METRICS_PORT = 9002, 9003, 9090
 RUN_AS = 65532
 """The EPP image is distroless; it runs as its `nonroot` user."""
@@ -71,6 +72,17 @@ class InferencePoolSpec(CamelModel):
     endpoint_picker_ref: EndpointPickerRef
 
 
+class PoolRef(CamelModel):
+    group: str = "inference.networking.k8s.io"
+    kind: Literal["InferencePool"] = "InferencePool"
+    name: str
+
+
+class InferenceObjectiveSpec(CamelModel):
+    pool_ref: PoolRef
+    priority: int
+
+
 @dataclass(frozen=True)
 class EndpointPickerArgs:
     namespace: str
@@ -85,6 +97,9 @@ class EndpointPickerArgs:
     memory_mib: int = 4096
     """The chart asks 8 CPUs / 8 GiB for heavy traffic; 2 / 4 GiB fits the system pool and one environment's load."""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    objectives: Mapping[str, int] = field(default_factory=dict)
+    """Objective -> priority; a request names `<pool>-<objective>` in the x-llm-d-inference-objective header."""
+    objective_crd: tuple[pulumi.Resource, ...] = ()
 
 
 def picker_labels(pool: str) -> dict[str, str]:
@@ -287,5 +302,15 @@ class EndpointPicker(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        for objective, priority in sorted(args.objectives.items()):
+            k8s.apiextensions.CustomResource(
+                f"{name}-objective-{objective}",
+                api_version=OBJECTIVE_API,
+                kind="InferenceObjective",
+                # Objectives are looked up by name in the namespace: prefixed with the pool, two pools may each have "bulk".
+                metadata=meta.ObjectMetaArgs(name=f"{name}-{objective}", namespace=ns, labels=managed),
+                spec=InferenceObjectiveSpec(pool_ref=PoolRef(name=name), priority=priority).to_k8s(),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[pool, *args.objective_crd]),
+            )
         self.ready = [pool, service]
         self.register_outputs({})

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from components import pathways, triton, vllm
 from components.endpoint_picker import EndpointPicker, EndpointPickerArgs
@@ -90,6 +91,9 @@ def build(
 ) -> dict[str, pulumi.Input[object]]:
     """Pools and pickers, then the gateway and its routes; the endpoint and one example request per model."""
     gw = cfg.gateway
+    objective_crd: tuple[pulumi.Resource, ...] = ()
+    if any(w.config.objectives for w in exposed(cfg).values()):
+        objective_crd = (k8s.yaml.v2.ConfigFile("inference-objective-crd", file=versions.INFERENCE_OBJECTIVE_CRD, opts=k8s_opts),)
     backends = []
     ingress = tuple(x for x in (cfg.network.proxy_only_cidr,) if x)
     for name, workload in exposed(cfg).items():
@@ -106,6 +110,8 @@ def build(
                     scrape_interval=cfg.observability.scrape_interval,
                     ingress_cidrs=ingress,
                     annotations=picker_annotations(),
+                    objectives=workload.config.objectives,
+                    objective_crd=objective_crd,
                 ),
                 pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=ready)),
             )

@@ -43,7 +43,7 @@ def kubernetes_objects(resources: list[dict[str, Any]]) -> tuple[list[dict[str, 
                     "type": r["type"],
                     **{
                         k: inputs.get(k)
-                        for k in ("chart", "version", "namespace", "values", "files", "repositoryOpts")
+                        for k in ("chart", "version", "namespace", "values", "file", "files", "repositoryOpts")
                         if k in inputs
                     },
                 }

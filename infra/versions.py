@@ -75,6 +75,11 @@ VLLM_TPU_IMAGE = Image("vllm/vllm-tpu", "v0.33.0")
 TRITON_IMAGE = Image("nvcr.io/nvidia/tritonserver", "26.07-vllm-python-py3")
 """Triton 2.71.0 with its vLLM backend (NGC 26.07, the current release in triton-inference-server/server's README)."""
 
-# renovate: datasource=docker depName=ghcr.io/llm-d/llm-d-router-endpoint-picker
-ENDPOINT_PICKER_IMAGE = Image("ghcr.io/llm-d/llm-d-router-endpoint-picker", "v0.10.0")
-"""The Inference Gateway's endpoint picker (llm-d/llm-d-router v0.10.0, 2026-08-17; it left GIE in 2026-06)."""
+# renovate: datasource=github-tags depName=llm-d/llm-d-router
+ROUTER_VERSION = "v0.10.0"
+"""llm-d/llm-d-router (2026-08-17): the endpoint picker and the InferenceObjective API left GIE for it in 2026-06."""
+ENDPOINT_PICKER_IMAGE = Image("ghcr.io/llm-d/llm-d-router-endpoint-picker", ROUTER_VERSION)
+INFERENCE_OBJECTIVE_CRD = (
+    f"https://raw.githubusercontent.com/llm-d/llm-d-router/{ROUTER_VERSION}/config/crd/bases/llm-d.ai_inferenceobjectives.yaml"
+)
+"""GKE installs the InferencePool CRD, not llm-d's: the stack applies this one from the router's release tag."""

@@ -211,8 +211,9 @@ def test_every_kubernetes_object_is_rendered_whole_and_valid(planned: Path, env:
     )
     references = planned / env / "manifests" / "references.yaml"
     listed = yaml.safe_load(references.read_text())["references"] if references.exists() else []
-    assert sorted((r["resource"], r["chart"], r["version"]) for r in listed) == sorted(
-        (r["name"], r["inputs"]["chart"], r["inputs"]["version"]) for r in charts
+    # a chart by name and version, a remote manifest by its (pinned) URL
+    assert sorted((r["resource"], r.get("chart") or r["file"], r.get("version")) for r in listed) == sorted(
+        (r["name"], r["inputs"].get("chart") or r["inputs"]["file"], r["inputs"].get("version")) for r in charts
     )
     assert json.loads((planned / env / "summary.json").read_text())["manifests"]["schema_problems"] == []
 

@@ -251,6 +251,11 @@ class WorkloadConfig(_Section):
         "gcsfuse", description="How weights reach the server: GCS FUSE, or a Hyperdisk ML volume."
     )
     batch: BatchConfig | None = Field(None, description="Run as an offline batch Job instead of a server.")
+    objectives: dict[DnsLabel, int] = Field(
+        {},
+        description="Objective -> priority (vLLM behind the gateway): a client sends x-llm-d-inference-objective: "
+        "<workload>-<objective>; higher is served first, below 0 may be shed.",
+    )
     namespace: DnsLabel = "inference"
     replicas: PositiveInt = 1
     autoscaling: AutoscalingConfig | None = None

@@ -103,6 +103,7 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
                 "true",
                 False,
             )
+    check_objectives(ctx)
     if ctx.sections.workloads and not ctx.sections.observability.managed_prometheus:
         ctx.add(
             ns_path("observability", "managed_prometheus"),
@@ -112,10 +113,30 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
         )
 
 
+def exposed_names(ctx: CheckContext) -> tuple[str, ...]:
+    gw, workloads = ctx.sections.gateway, ctx.sections.workloads
+    if not gw.enabled:
+        return ()
+    return gw.routes if gw.routes is not None else tuple(n for n, w in workloads.items() if w.batch is None)
+
+
+def check_objectives(ctx: CheckContext) -> None:
+    """Objectives steer the endpoint picker: only an exposed real-time vLLM server has one."""
+    exposed = exposed_names(ctx)
+    for name, w in ctx.sections.workloads.items():
+        if w.objectives and (w.engine != "vllm" or name not in exposed):
+            ctx.add(
+                ns_path("workloads", name, "objectives"),
+                "InferenceObjectives steer the endpoint picker, which balances vLLM servers behind the gateway",
+                "an exposed real-time vLLM workload",
+                sorted(w.objectives),
+            )
+
+
 def check_routes(ctx: CheckContext) -> None:
     """Routes name real-time servers, and no two share a model name (each model has one path on the host)."""
     gw, workloads = ctx.sections.gateway, ctx.sections.workloads
-    names = gw.routes if gw.routes is not None else tuple(n for n, w in workloads.items() if w.batch is None)
+    names = exposed_names(ctx)
     for i, name in enumerate(gw.routes or ()):
         if name not in workloads:
             ctx.add(
