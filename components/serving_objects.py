@@ -153,9 +153,11 @@ def network_policy_spec(args: ServingObjectsArgs) -> k8s.networking.v1.NetworkPo
     net = k8s.networking.v1
     pods = k8s.meta.v1.LabelSelectorArgs(match_labels=dict(args.pod_labels))
     serving = [net.NetworkPolicyPortArgs(port=args.serving_port, protocol="TCP")]
-    sources = [net.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs())]
-    sources += [
+    sources = [
         net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c)) for c in (*args.ingress_cidrs, *GOOGLE_HEALTH_CHECK_RANGES)
+    ]
+    sources += [
+        net.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(s))) for s in args.scrapers
     ]
     collectors = net.NetworkPolicyPeerArgs(
         namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": GMP_NAMESPACE})

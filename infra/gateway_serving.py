@@ -71,12 +71,17 @@ def pool_selector(workload: Workload, multi_node: bool) -> dict[str, str]:
 
 
 def example_request(base: str, *, workload: Workload) -> str:
-    """A streamed request a client can paste (JetStream's front speaks its own /generate, not OpenAI)."""
+    """A streamed request a client can paste: OpenAI chat for vLLM, KServe v2 generate_stream for Triton (its vLLM
+    backend), JetStream's own /generate."""
     auth = '-H "Authorization: Bearer $(gcloud auth print-identity-token)" '
     prefix = f"{base}{model_prefix(workload.model.name)}"
-    if workload.config.engine == "jetstream-pathways":
-        body = {"prompt": "What are the top 5 programming languages", "max_tokens": 200, "stream": True}
+    engine = workload.config.engine
+    if engine == "jetstream-pathways":
+        body: dict[str, object] = {"prompt": "What are the top 5 programming languages", "max_tokens": 200, "stream": True}
         return f"curl -N {auth}{prefix}generate -d '{json.dumps(body)}'"
+    if engine == "triton":
+        body = {"text_input": "Hello", "parameters": {"stream": True, "max_tokens": 200}}
+        return f"curl -N {auth}{prefix}v2/models/{workload.model.name}/generate_stream -d '{json.dumps(body)}'"
     body = {"model": workload.model.name, "stream": True, "messages": [{"role": "user", "content": "Hello"}]}
     return f"curl -N {auth}-H 'Content-Type: application/json' {prefix}v1/chat/completions -d '{json.dumps(body)}'"
 
@@ -146,7 +151,8 @@ def build(
     )
     scheme, port = ("https", 443) if gw.tls else ("http", gw.listener_port)
     host = gw.hostname
-    base = gateway.ip.apply(lambda ip: f"{scheme}://{host or ip}{'' if port in (80, 443) else f':{port}'}")
+    default_port = {"http": 80, "https": 443}[scheme]
+    base = gateway.ip.apply(lambda ip: f"{scheme}://{host or ip}{'' if port == default_port else f':{port}'}")
     outputs: dict[str, pulumi.Input[object]] = {"gateway_endpoint": base}
     for name, workload in exposed(cfg).items():
         outputs[f"{name}_example"] = base.apply(partial(example_request, workload=workload))

@@ -301,6 +301,30 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         {"engine": "vllm", "model": "llama-3.1-8b", "tpu_pools": ["serve"], "max_context": 4096, "max_num_seqs": 4},
         f"{NS}:workloads.small.tpu_pools: vLLM serves a replica from one TPU VM; 4x4 spans 4 VMs; expected a single-host slice, got 'serve'",
     ),
+    (
+        "gateway route to a missing workload",
+        f"{NS}:gateway",
+        {"enabled": True, "routes": ["nope"]},
+        f"{NS}:gateway.routes[0]: no workload named nope; expected one of big, small, got 'nope'",
+    ),
+    (
+        "gateway class that is not a regional one",
+        f"{NS}:gateway.gateway_class",
+        "gke-l7-global-external-managed",
+        f"{NS}:gateway.gateway_class: not an allowed value; expected gke-l7-rilb or gke-l7-regional-external-managed, got 'gke-l7-global-external-managed'",
+    ),
+    (
+        "gateway timeout floor under ten seconds",
+        f"{NS}:gateway.min_timeout_s",
+        5,
+        f"{NS}:gateway.min_timeout_s: input should be greater than or equal to 10; expected a number >= 10, got 5",
+    ),
+    (
+        "gateway decode rate of zero",
+        f"{NS}:gateway.tokens_per_second",
+        0,
+        f"{NS}:gateway.tokens_per_second: input should be greater than 0; expected a number > 0.0, got 0",
+    ),
 ]
 
 

@@ -174,7 +174,9 @@ class ObservabilityConfig(_Section):
 
 
 class GatewayTls(_Section):
-    certificate: str = Field(description="Certificate Manager certificate in the cluster's region, for the HTTPS listener.")
+    certificate: str = Field(
+        min_length=1, description="Certificate Manager certificate in the cluster's region, for the HTTPS listener."
+    )
 
 
 class GatewayConfig(_Section):

@@ -74,10 +74,15 @@ def check_storage(ctx: CheckContext, pool_zones: set[str]) -> None:
 def check_gateway_and_monitoring(ctx: CheckContext) -> None:
     gw, cluster, net = ctx.sections.gateway, ctx.sections.cluster, ctx.sections.network
     if gw.enabled:
-        if net.proxy_only_cidr is None and net.existing is None:
+        if net.proxy_only_cidr is None:
             ctx.add(
                 ns_path("network", "proxy_only_cidr"),
-                f"{gw.gateway_class} needs an ACTIVE REGIONAL_MANAGED_PROXY subnet in {ctx.region}",
+                f"{gw.gateway_class} needs an ACTIVE REGIONAL_MANAGED_PROXY subnet in {ctx.region}"
+                + (
+                    " (with network.existing: its range, which the NetworkPolicies admit the proxies from)"
+                    if net.existing
+                    else ""
+                ),
                 "a CIDR",
                 None,
             )
