@@ -1,15 +1,26 @@
-"""Shared fixtures: a minimal valid stack config and helpers to break it one key at a time."""
+"""Shared fixtures: a minimal valid stack config and helpers to break it one key at a time, and the plans several
+serving test modules read (session-scoped, so each stack is planned once)."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
+from infra.config import StackConfig
+from infra.plan import StackFile
+from infra.render import write
+
+if TYPE_CHECKING:
+    from model_serving_helpers import Stack
+    from serving_helpers import Items
+
+# Plain helper modules of the tests: rewrite their asserts as pytest does a test module's.
+pytest.register_assert_rewrite("serving_helpers", "model_serving_helpers")
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
@@ -60,3 +71,43 @@ def mutate(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return load_catalog()
+
+
+# ------------------------------------------------------------------------------------------------ serving plans
+# The helper modules import test modules that import this one, so the fixtures below import them when first run.
+# test_platform.py has a module-scoped `plans` of its own (every environment), which overrides this one there.
+
+
+@pytest.fixture(scope="session")
+def plans() -> dict[str, Items]:
+    """The JetStream stacks (serving_helpers.JETSTREAM_ENVS), planned."""
+    from serving_helpers import JETSTREAM_ENVS, plan_items
+
+    return {env: plan_items(STACKS / f"Pulumi.{env}.yaml") for env in JETSTREAM_ENVS}
+
+
+@pytest.fixture(scope="session")
+def configs() -> dict[str, StackConfig]:
+    from serving_helpers import JETSTREAM_ENVS
+    from test_platform import load_stack
+
+    return {env: load_stack(env) for env in JETSTREAM_ENVS}
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Stack]:
+    """The test stack, captured and written to disk as `plan` writes it."""
+    from model_serving_helpers import TEST_STACK, TEST_STACK_FILE, capture
+
+    cap, stack = capture(TEST_STACK_FILE)
+    out = tmp_path_factory.mktemp("plan")
+    write(cap, out)
+    return out / TEST_STACK, stack
+
+
+@pytest.fixture(scope="session")
+def stacks(written: tuple[Path, Stack]) -> dict[str, Stack]:
+    from model_serving_helpers import SHIPPED, TEST_STACK, capture
+
+    out = {env: capture(StackFile.read(STACKS / f"Pulumi.{env}.yaml"))[1] for env in SHIPPED}
+    return {**out, TEST_STACK: written[1]}

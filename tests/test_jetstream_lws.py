@@ -1,9 +1,14 @@
-"""The serving layer under mocks: what each rendered JetStream object must agree on, derived from config and catalog."""
+"""The serving layer under mocks, JetStream LeaderWorkerSets: Pathways ports and buckets, Service and probes, group
+layout and placement on the slices, the startup budget, a topology change end to end, refused serving configs and
+seed 001's structure, each derived from config and catalog.
+
+The scaling, Pod Security, metrics adapter and version checks of the same objects are in test_jetstream_platform.py;
+shared helpers in serving_helpers.py, the `plans` and `configs` fixtures in conftest.py.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,138 +16,39 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import BASE, STACKS, mutate
+from serving_helpers import (
+    BUCKET,
+    CASES,
+    HPA,
+    SERVICE,
+    Items,
+    containers,
+    flags,
+    handler,
+    jetstream,
+    lws_of,
+    named,
+    plan_items,
+    port_numbers,
+    probe_budget,
+    startup,
+    templates,
+)
 from test_config import problems
-from test_platform import NODE_POOL, by_name, load_stack, of_type
+from test_platform import NODE_POOL, by_name, of_type
 
-from components.identity import workload_principal
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
-from components.pathways import DISAGGREGATED_CAPABILITIES, EXCLUSIVE, SUBGROUP_EXCLUSIVE, TPU_RESOURCE
-from components.serving_namespace import EXCEPTION_ANNOTATION as POD_SECURITY_EXCEPTION
-from infra import sizing, versions
+from components.pathways import EXCLUSIVE, SUBGROUP_EXCLUSIVE, TPU_RESOURCE
+from infra import sizing
 from infra.catalog import Catalog
 from infra.cli import main
-from infra.config import ConfigError, StackConfig, Workload, load_config
-from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
+from infra.config import StackConfig, load_config
 from infra.platform import tpu_node_pool_names
 from infra.serving import TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
 from infra.serving_common import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S
 
-Items = list[dict[str, Any]]
-LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
-HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
-SERVICE = "kubernetes:core/v1:Service"
-NAMESPACE = "kubernetes:core/v1:Namespace"
-CHART = "kubernetes:helm.sh/v4:Chart"
-BUCKET = "gcp:storage/bucket:Bucket"
-JETSTREAM_ENVS = ("staging", "prod")
 SEED_RESTORE_S = {"llama-3.1-405b": 420, "llama-2-70b": 120}
 """Seed 001's documented checkpoint restore times (405B int8 on one 4x4 slice, 70B int8 on one 2x4 slice)."""
-DISAGGREGATED_POLICIES = ("inf-k8s-capabilities", "inf-k8s-nonroot-readonly")
-ROLE = "roles/monitoring.viewer"
-
-
-# ------------------------------------------------------------------------------------------------ helpers
-
-
-def plan_items(path: Path) -> Items:
-    return [r.as_json() for r in run(StackFile.read(path)).resources]
-
-
-def plan_raw(tmp: Path, name: str, raw: dict[str, Any]) -> Items:
-    path = tmp / f"Pulumi.{name}.yaml"
-    path.write_text(yaml.safe_dump({"config": raw}))
-    return plan_items(path)
-
-
-def jetstream(cfg: StackConfig) -> dict[str, Workload]:
-    return {n: w for n, w in cfg.workloads.items() if w.config.engine == "jetstream-pathways"}
-
-
-def lws_of(items: Items) -> dict[str, dict[str, Any]]:
-    """LeaderWorkerSet inputs by metadata.name."""
-    return {r["inputs"]["metadata"]["name"]: r["inputs"] for r in of_type(items, LWS)}
-
-
-def named(items: Items, type_: str) -> dict[tuple[str, str], dict[str, Any]]:
-    """Inputs of every object of a type by (namespace, metadata.name)."""
-    return {
-        (r["inputs"]["metadata"].get("namespace", ""), r["inputs"]["metadata"]["name"]): r["inputs"]
-        for r in of_type(items, type_)
-    }
-
-
-def templates(lws: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    t = lws["spec"]["leaderWorkerTemplate"]
-    return t["leaderTemplate"], t["workerTemplate"]
-
-
-def containers(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["name"]: c for c in template["spec"]["containers"]}
-
-
-def port_numbers(template: dict[str, Any]) -> dict[str, int]:
-    """Port name -> containerPort over every container of a pod template."""
-    return {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
-
-
-def flags(container: dict[str, Any]) -> dict[str, str]:
-    """`--key=value` and MaxText `key=value` arguments of a container, by key."""
-    out = {}
-    for arg in container.get("args") or []:
-        if "=" in arg:
-            key, _, value = arg.partition("=")
-            assert key.lstrip("-") not in out, f"{container['name']}: {key} given twice"
-            out[key.lstrip("-")] = value
-    return out
-
-
-def probe_budget(probe: dict[str, Any]) -> int:
-    return probe["failureThreshold"] * probe["periodSeconds"]
-
-
-def handler(probe: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in probe.items() if k in ("httpGet", "tcpSocket", "exec", "grpc")}
-
-
-def walk_containers(node: Any) -> Iterator[dict[str, Any]]:
-    """Every container (and init container) anywhere in a resource's inputs."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in ("containers", "initContainers") and isinstance(value, list):
-                yield from value
-            else:
-                yield from walk_containers(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from walk_containers(value)
-
-
-def startup(catalog: Catalog, workload: Workload) -> sizing.StartupEstimate:
-    """The estimate from the catalog: one slice's hosts read one copy of the weights over the cached path."""
-    return sizing.startup_estimate(
-        catalog.loading,
-        path=sizing.JETSTREAM_LOAD_PATH,
-        engine=workload.config.engine,
-        weight_bytes=sizing.weight_bytes(workload.model, workload.config.weight_dtype),
-        hosts=workload.tpu_pools[0].slice.vms,
-    )
-
-
-def cases() -> list[tuple[str, str]]:
-    return [(env, name) for env in JETSTREAM_ENVS for name in jetstream(load_stack(env))]
-
-
-CASES = cases()
-
-
-@pytest.fixture(scope="module")
-def plans() -> dict[str, Items]:
-    return {env: plan_items(STACKS / f"Pulumi.{env}.yaml") for env in JETSTREAM_ENVS}
-
-
-@pytest.fixture(scope="module")
-def configs() -> dict[str, StackConfig]:
-    return {env: load_stack(env) for env in JETSTREAM_ENVS}
 
 
 def test_both_modes_and_both_placements_are_covered(configs: dict[str, StackConfig]) -> None:
@@ -213,55 +119,7 @@ def test_every_probe_port_exists_where_the_kubelet_looks(plans: dict[str, Items]
                 assert port in pod_numbers if isinstance(port, int) else port in own, f"{c['name']}.{kind} -> {port}"
 
 
-# ------------------------------------------------------------------------------------------------ 3. scaling
-
-
-def test_hpa_scales_the_lws_on_the_leader_metric(plans: dict[str, Items], configs: dict[str, StackConfig]) -> None:
-    """prod llama-405b: the HPA targets the LWS by apiVersion/kind/name, reads the adapter's name of the workload's gauge,
-    and never asks for more groups than its pool's slices hold."""
-    cfg, items = configs["prod"], plans["prod"]
-    workload, lws = cfg.workloads["llama-405b"], lws_of(items)["llama-405b"]
-    namespace = lws["metadata"]["namespace"]
-    spec = named(items, HPA)[(namespace, "llama-405b")]["spec"]
-    assert spec["scaleTargetRef"] == {"apiVersion": lws["apiVersion"], "kind": lws["kind"], "name": lws["metadata"]["name"]}
-    assert lws["apiVersion"] == "leaderworkerset.x-k8s.io/v1"
-    (metric,) = spec["metrics"]
-    assert metric["pods"]["metric"]["name"] == f"prometheus.googleapis.com|{workload.metric}|gauge"
-    auto = workload.config.autoscaling
-    assert auto is not None and (spec["minReplicas"], spec["maxReplicas"]) == (auto.min_replicas, auto.max_replicas)
-    for pool in {p.name for p in workload.tpu_pools}:
-        per_replica = sum(p.name == pool for p in workload.tpu_pools)
-        assert spec["maxReplicas"] * per_replica <= cfg.tpu_pools[pool].config.max_slices
-
-
-@pytest.mark.parametrize(("env", "name"), CASES)
-def test_pod_monitoring_scrapes_the_port_maxtext_exports(plans: dict[str, Items], env: str, name: str) -> None:
-    """PodMonitoring selects leaders only, on a leader port whose number is jax-tpu's prometheus_port."""
-    lws = lws_of(plans[env])[name]
-    leader, worker = templates(lws)
-    pm = named(plans[env], "kubernetes:monitoring.googleapis.com/v1:PodMonitoring")[(lws["metadata"]["namespace"], name)]
-    selector = pm["spec"]["selector"]["matchLabels"].items()
-    assert selector <= leader["metadata"]["labels"].items() and not selector <= worker["metadata"]["labels"].items()
-    (endpoint,) = pm["spec"]["endpoints"]
-    jax = containers(leader)["jax-tpu"]
-    assert {p["name"]: p["containerPort"] for p in jax["ports"]}[endpoint["port"]] == int(flags(jax)["prometheus_port"])
-
-
-@pytest.mark.parametrize(("env", "name"), CASES)
-def test_lws_replicas_are_left_to_the_hpa_when_there_is_one(
-    plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str
-) -> None:
-    """An HPA exists iff the workload autoscales; then the LWS has no `replicas` (else the configured count)."""
-    workload, lws = configs[env].workloads[name], lws_of(plans[env])[name]
-    has_hpa = (lws["metadata"]["namespace"], name) in named(plans[env], HPA)
-    assert has_hpa == (workload.config.autoscaling is not None)
-    if has_hpa:
-        assert "replicas" not in lws["spec"]
-    else:
-        assert lws["spec"]["replicas"] == workload.config.replicas
-
-
-# ------------------------------------------------------------------------------------------------ 4. layout
+# ------------------------------------------------------------------------------------------------ 2. layout
 
 
 @pytest.mark.parametrize(("env", "name"), CASES)
@@ -292,7 +150,7 @@ def test_group_layout_follows_the_slices(plans: dict[str, Items], configs: dict[
         assert "subGroupPolicy" not in template and "inference_server" not in jax
 
 
-# ------------------------------------------------------------------------------------------------ 5. placement
+# ------------------------------------------------------------------------------------------------ 3. placement
 
 
 @pytest.mark.parametrize(("env", "name"), CASES)
@@ -326,7 +184,7 @@ def test_every_pod_tolerates_the_tpu_and_lands_on_its_pool(
                 assert p["placementPolicy"]["tpuTopology"] == spec["nodeSelector"][TPU_TOPOLOGY_KEY]
 
 
-# ------------------------------------------------------------------------------------------------ 6. startup
+# ------------------------------------------------------------------------------------------------ 4. startup
 
 
 @pytest.mark.parametrize(("env", "name"), CASES)
@@ -346,7 +204,7 @@ def test_startup_budget_is_the_catalog_estimate(
             assert live != ready and probe_budget(live) > probe_budget(ready)
 
 
-# ------------------------------------------------------------------------------------------------ 7. topology
+# ------------------------------------------------------------------------------------------------ 5. topology
 
 
 WIDE_POOL, WIDE_TOPOLOGY = "v6e-4x4", "4x8"
@@ -421,139 +279,6 @@ def test_topology_change_propagates_everywhere(
     assert changed == set(before) - {"tpu_per_worker"}  # ct6e-standard-4t holds 4 chips whatever the topology
     others = set(lws_of(plans["prod"])) - {workload}
     assert others and all(lws_of(wide_items)[n] == lws_of(plans["prod"])[n] for n in others)
-
-
-# ------------------------------------------------------------------------------------------------ 8. Pod Security
-
-
-def test_pod_security_follows_the_disaggregated_server(plans: dict[str, Items], configs: dict[str, StackConfig]) -> None:
-    """A namespace holding a disaggregated JetStream workload enforces privileged and names it; all others restricted."""
-    for env, cfg in configs.items():
-        namespaces = named(plans[env], NAMESPACE)
-        for ns in {w.config.namespace for w in cfg.workloads.values()}:
-            meta = namespaces[("", ns)]["metadata"]
-            disaggregated = [
-                n for n, w in jetstream(cfg).items() if w.config.namespace == ns and w.config.mode == "disaggregated"
-            ]
-            annotation = (meta.get("annotations") or {}).get(POD_SECURITY_EXCEPTION)
-            if disaggregated:
-                assert meta["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
-                assert annotation is not None and all(n in annotation for n in disaggregated)
-            else:
-                assert meta["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-                assert annotation is None
-
-
-def restricted_violations(template: dict[str, Any]) -> list[str]:
-    """What in a pod template Pod Security `restricted` (plus a read-only root) refuses."""
-    pod = template["spec"].get("securityContext", {})
-    out = []
-    if pod.get("seccompProfile", {}).get("type") != "RuntimeDefault":
-        out.append("pod seccompProfile")
-    for c in template["spec"]["containers"]:
-        sc = c.get("securityContext", {})
-        if not sc.get("runAsNonRoot", pod.get("runAsNonRoot")) or sc.get("runAsUser", pod.get("runAsUser")) == 0:
-            out.append(f"{c['name']}: root")
-        if sc.get("readOnlyRootFilesystem") is not True:
-            out.append(f"{c['name']}: writable root")
-        if sc.get("allowPrivilegeEscalation") is not False:
-            out.append(f"{c['name']}: privilege escalation")
-        caps = sc.get("capabilities", {})
-        if caps.get("drop") != ["ALL"] or caps.get("add"):
-            out.append(f"{c['name']}: capabilities {caps.get('add')}")
-    return out
-
-
-@pytest.mark.parametrize(("env", "name"), CASES)
-def test_only_the_disaggregated_server_carries_exceptions(
-    plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str
-) -> None:
-    """Disaggregated: both policy exceptions named, and jax-tpu alone is root with exactly the seed's capabilities.
-    Interleaved: no such exception and every container restricted-compliant."""
-    lws = lws_of(plans[env])[name]
-    names = {f"policy.gke-inference.dev/{p}" for p in DISAGGREGATED_POLICIES}
-    leader, worker = templates(lws)
-    if configs[env].workloads[name].config.mode == "disaggregated":
-        assert names <= set(lws["metadata"]["annotations"])
-        assert restricted_violations(worker) == []
-        caps = list(DISAGGREGATED_CAPABILITIES)
-        assert restricted_violations(leader) == ["jax-tpu: root", f"jax-tpu: capabilities {caps}"]
-    else:
-        assert not names & set(lws["metadata"]["annotations"])
-        assert restricted_violations(leader) == restricted_violations(worker) == []
-
-
-# ------------------------------------------------------------------------------------------------ 9. metrics adapter
-
-
-@pytest.fixture(scope="module")
-def adapter_plans(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Items]:
-    """BASE planned with and without an autoscaled workload (the adapter is enabled by default)."""
-    tmp = tmp_path_factory.mktemp("adapter")
-    scaled = mutate(BASE, "gke-inference:workloads.small.autoscaling", {"min_replicas": 1, "max_replicas": 1})
-    return {True: plan_raw(tmp, "scaled", scaled), False: plan_raw(tmp, "fixed", BASE)}
-
-
-def test_metrics_adapter_exists_iff_something_autoscales(adapter_plans: dict[bool, Items]) -> None:
-    """Present with an autoscaled workload and the adapter on, absent without; autoscaling with it off is refused."""
-    assert load_config(BASE, stack="t").observability.custom_metrics_adapter
-    for autoscales, items in adapter_plans.items():
-        types = {r["type"] for r in items}
-        assert ("gke-inference:k8s:MetricsAdapter" in types) == autoscales
-        assert ("kubernetes:apiregistration.k8s.io/v1:APIService" in types) == autoscales
-    raw = mutate(BASE, "gke-inference:workloads.small.autoscaling", {"min_replicas": 1, "max_replicas": 1})
-    with pytest.raises(ConfigError, match=r"workloads\.small\.autoscaling: .*custom_metrics_adapter"):
-        load_config(mutate(raw, "gke-inference:observability.custom_metrics_adapter", False), stack="t")
-
-
-def test_metrics_adapter_identity_and_api_services(adapter_plans: dict[bool, Items]) -> None:
-    """The monitoring.viewer member is the Workload Identity principal of the account the adapter Deployment runs as;
-    every APIService points at the adapter's Service, which selects the Deployment's pods on its container port."""
-    items, cfg = adapter_plans[True], load_config(BASE, stack="t")
-    ((ns, _), deployment), *more = [
-        (k, d) for k, d in named(items, "kubernetes:apps/v1:Deployment").items() if k[0] == "custom-metrics"
-    ]
-    assert not more
-    pod = deployment["spec"]["template"]
-    account = pod["spec"]["serviceAccountName"]
-    assert (ns, account) == ("custom-metrics", "custom-metrics-stackdriver-adapter")
-    assert (ns, account) in named(items, "kubernetes:core/v1:ServiceAccount")
-    viewers = [r["inputs"] for r in of_type(items, "gcp:projects/iAMMember:IAMMember") if r["inputs"]["role"] == ROLE]
-    assert [(m["project"], m["member"]) for m in viewers] == [
-        (cfg.project, workload_principal(FAKE_PROJECT_NUMBER, cfg.project, ns, account))
-    ]
-    services = [s for (sns, _), s in named(items, SERVICE).items() if sns == ns]
-    assert len(services) == 1
-    service = services[0]
-    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
-    (container,) = pod["spec"]["containers"]
-    assert {p["targetPort"] for p in service["spec"]["ports"]} <= {p["containerPort"] for p in container["ports"]}
-    apis = [r["inputs"]["spec"] for r in of_type(items, "kubernetes:apiregistration.k8s.io/v1:APIService")]
-    assert "custom.metrics.k8s.io" in {a["group"] for a in apis}  # where an HPA's Pods metrics are served
-    assert all(a["service"] == {"name": service["metadata"]["name"], "namespace": service["metadata"]["namespace"]} for a in apis)
-
-
-# ------------------------------------------------------------------------------------------------ 10. versions
-
-
-@pytest.mark.parametrize("env", JETSTREAM_ENVS)
-def test_lws_waits_for_its_pinned_chart(plans: dict[str, Items], env: str) -> None:
-    """Every LeaderWorkerSet depends on the LWS chart, which is the version pinned in infra.versions."""
-    (chart,) = of_type(plans[env], CHART)
-    assert (chart["inputs"]["chart"], chart["inputs"]["version"]) == (versions.LWS_CHART.chart, versions.LWS_CHART.version)
-    sets = of_type(plans[env], LWS)
-    assert sets and all(chart["urn"] in r["dependencies"] for r in sets)
-
-
-@pytest.mark.parametrize("env", JETSTREAM_ENVS)
-def test_every_image_is_a_pinned_version(plans: dict[str, Items], env: str) -> None:
-    """Each rendered container runs the `.ref` of an infra.versions image (never :latest) and is not pulled Always."""
-    pinned = {v.ref for v in vars(versions).values() if isinstance(v, versions.Image)}
-    rendered = [c for r in plans[env] for c in walk_containers(r["inputs"])]
-    assert rendered
-    for c in rendered:
-        assert c["image"] in pinned and not c["image"].endswith(":latest"), c["image"]
-        assert c.get("imagePullPolicy") != "Always", c["name"]
 
 
 # ------------------------------------------------------------------------------------------------ bad configs
