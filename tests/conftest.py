@@ -1,5 +1,5 @@
 """Shared fixtures: a minimal valid stack config and helpers to break it one key at a time, and the plans several
-serving test modules read (session-scoped, so each stack is planned once)."""
+serving and gateway test modules read (session-scoped, so each stack is planned once)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
-from infra.config import StackConfig
+from infra.config import StackConfig, load_config
 from infra.plan import StackFile
 from infra.render import write
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from serving_helpers import Items
 
 # Plain helper modules of the tests: rewrite their asserts as pytest does a test module's.
-pytest.register_assert_rewrite("serving_helpers", "model_serving_helpers")
+pytest.register_assert_rewrite("serving_helpers", "model_serving_helpers", "gateway_helpers")
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
@@ -111,3 +112,18 @@ def stacks(written: tuple[Path, Stack]) -> dict[str, Stack]:
 
     out = {env: capture(StackFile.read(STACKS / f"Pulumi.{env}.yaml"))[1] for env in SHIPPED}
     return {**out, TEST_STACK: written[1]}
+
+
+@pytest.fixture(scope="session")
+def gateway_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[StackConfig, Items]]:
+    """The gateway stacks (gateway_helpers: the shipped ones, EXTERNAL and VARIANT), loaded and planned."""
+    from gateway_helpers import EXTERNAL, SHIPPED, VARIANT, external_raw, plan, variant_raw
+    from test_platform import load_stack
+
+    out = {env: (load_stack(env), plan(STACKS / f"Pulumi.{env}.yaml")) for env in SHIPPED}
+    tmp = tmp_path_factory.mktemp("gateway")
+    for name, raw in ((EXTERNAL, external_raw()), (VARIANT, variant_raw())):
+        path = tmp / f"Pulumi.{name}.yaml"
+        path.write_text(yaml.safe_dump({"config": raw}))
+        out[name] = (load_config(raw, stack=name), plan(path))
+    return out
