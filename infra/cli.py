@@ -154,5 +154,45 @@ def diff(a: str, b: str, stacks_dir: Path | None) -> None:
         click.echo(diff_mod.compare(folders[0], folders[1]), nl=False)
 
 
+@main.command()
+@click.argument("stack")
+@click.option(
+    "--trace",
+    "trace_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of arrival time, prompt and output tokens (Azure LLM trace layout, or arrival_s,prompt_tokens,output_tokens).",
+)
+@click.option("--workload", default=None, help="Only this workload (default: every autoscaled one).")
+@click.option("--hours", type=float, default=24.0, show_default=True, help="Length of each built-in trace.")
+@click.option(
+    "--recommend-hours", type=float, default=4.0, show_default=True, help="Trace length for the settings search (0: skip)."
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True)
+@click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
+def simulate(
+    stack: str,
+    trace_file: Path | None,
+    workload: str | None,
+    hours: float,
+    recommend_hours: float,
+    out: Path,
+    stacks_dir: Path | None,
+) -> None:
+    """What-if of every autoscaled workload's rendered HPA on traffic traces: TTFT, SLO share, replica-hours, cost.
+
+    Writes out/STACK/simulation.md (table, recommendations, a chart per workload and trace) and prints the table.
+    """
+    from infra.simulate import cli as sim_cli  # the simulator loads only for this command
+
+    stack_path = _stack_files((stack,), (), _stacks_dir(stacks_dir))[0]
+    try:
+        capture = run(StackFile.read(stack_path))
+    except ConfigError as error:
+        click.echo(f"{stack_path}: invalid configuration\n{error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    sys.exit(sim_cli.simulate(capture, trace_file, workload, hours, recommend_hours, out))
+
+
 if __name__ == "__main__":
     main()

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 Provisioning = Literal["on_demand", "spot", "reservation", "flex_start"]
+Dtype = Literal["bf16", "fp8", "int8", "int4"]
 
 
 class _Frozen(BaseModel):
@@ -28,6 +29,9 @@ class TpuGeneration(_Frozen):
     pathways_type: str
     hbm_gb_per_chip: float
     hbm_bandwidth_gbps: float
+    peak_bf16_tflops: float
+    peak_int8_tops: float
+    """Dense peaks per chip: what prefill time is derived from (``infra.simulate.capacity``)."""
     machine_types: dict[str, int]
     """Machine type -> TPU chips per VM (the ``google.com/tpu`` resource on one node)."""
     shapes: dict[str, tuple[str, ...]]
@@ -66,6 +70,9 @@ class GpuType(_Frozen):
     gke_accelerator: str
     memory_gb: float
     bandwidth_gbps: float
+    peak_bf16_tflops: float
+    peak_int8_tops: float
+    """Dense low-precision peak per GPU: FP8 where the GPU has it (the vendor's figure), INT8 on Ampere."""
     machine_types: dict[str, int]
     """Machine type -> GPUs per VM."""
     zones: tuple[str, ...]
@@ -131,6 +138,8 @@ class Loading(_Frozen):
     safety_source: str
     paths: dict[str, LoadPath]
     warmup: dict[str, Warmup]
+    provisioning: dict[str, Warmup]
+    """How long a new node ('gpu') or slice ('tpu') takes before pods can start on it."""
 
 
 class EngineMetrics(_Frozen):
@@ -138,6 +147,44 @@ class EngineMetrics(_Frozen):
 
     source: str
     gauges: dict[str, str]
+
+
+class ThroughputPoint(_Frozen):
+    """A published figure an efficiency factor was fitted to, and the model's error against it.
+
+    ``decode``: output tokens/s of one replica running ``batch`` sequences of ``context_tokens`` each.
+    ``training``: training tokens/s per chip, which costs 3x the forward FLOPs that prefill costs."""
+
+    kind: Literal["decode", "training"]
+    model: str
+    accelerator: str
+    """A catalog TPU generation or GPU."""
+    devices: int
+    weight_dtype: Dtype
+    kv_dtype: Dtype
+    batch: int = 1
+    context_tokens: int = 0
+    published: float
+    unit: str
+    source: str
+    date: str
+    error_pct: float
+    """(predicted - published) / published x 100, with the fitted factors."""
+
+
+class EngineThroughput(_Frozen):
+    """Efficiency factors of one engine against the roofline: share of HBM bandwidth in decode, of peak FLOP/s in prefill."""
+
+    decode_bandwidth_efficiency: float
+    decode_source: str
+    prefill_mfu: float
+    prefill_source: str
+    calibration: tuple[ThroughputPoint, ...] = ()
+
+
+class Throughput(_Frozen):
+    as_of: str
+    engines: dict[str, EngineThroughput]
 
 
 class PriceRow(_Frozen):
@@ -158,6 +205,7 @@ class Catalog(_Frozen):
     machines: dict[str, MachineShape]
     loading: Loading
     metrics: dict[str, EngineMetrics]
+    throughput: Throughput
     tpu_chip_prices: dict[tuple[str, str], PriceRow]
     machine_prices: dict[tuple[str, str], PriceRow]
 
@@ -188,7 +236,8 @@ def _read(name: str) -> dict:
 @cache
 def load() -> Catalog:
     """The catalog, read once per process from the packaged YAML files."""
-    acc, mdl, prc, ldg, met = (_read(f"{n}.yaml") for n in ("accelerators", "models", "prices", "loading", "metrics"))
+    names = ("accelerators", "models", "prices", "loading", "metrics", "throughput")
+    acc, mdl, prc, ldg, met, thr = (_read(f"{n}.yaml") for n in names)
     tpu_prices = {
         (gen, region): PriceRow(**row, source=prc["tpu_chip_hour"]["source"], as_of=prc["tpu_chip_hour"]["as_of"])
         for gen, regions in prc["tpu_chip_hour"]["rows"].items()
@@ -207,6 +256,7 @@ def load() -> Catalog:
         models={k: ModelArch(name=k, **v) for k, v in mdl["models"].items()},
         machines={k: MachineShape(**v) for k, v in acc["machines"].items()},
         metrics={k: EngineMetrics(**v) for k, v in met["engines"].items()},
+        throughput=Throughput(**thr),
         loading=Loading(**{**ldg, "paths": {k: LoadPath(name=k, **v) for k, v in ldg["paths"].items()}}),
         tpu_chip_prices=tpu_prices,
         machine_prices=machine_prices,

@@ -253,6 +253,9 @@ class WorkloadConfig(_Section):
         "gcsfuse", description="How weights reach the server: GCS FUSE, or a Hyperdisk ML volume."
     )
     batch: BatchConfig | None = Field(None, description="Run as an offline batch Job instead of a server.")
+    slo_ttft_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        5.0, description="Time-to-first-token objective the autoscaling simulation scores (share of requests within it)."
+    )
     objectives: dict[DnsLabel, int] = Field(
         {},
         description="Objective -> priority (vLLM behind the gateway): a client sends x-llm-d-inference-objective: "

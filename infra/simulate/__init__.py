@@ -1,0 +1,1 @@
+"""Autoscaling what-if simulation: the Kubernetes HPA algorithm replayed offline against synthetic or recorded traffic."""

@@ -1,0 +1,171 @@
+"""What-if runs for a planned stack: each autoscaled workload's rendered HPA on traffic traces, and a recommendation.
+
+Everything comes from what the stack already derives: the HPA as rendered (so a change of target, window
+or `maxReplicas` in a pull request shows here), the capacity model from the catalog, the start time
+`plan` predicts, the pool's warm nodes, the scrape interval, and the price catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+from infra import model_serving, sizing
+from infra.catalog import Catalog
+from infra.config import StackConfig, Workload
+from infra.simulate.capacity import ReplicaCapacity, replica_capacity
+from infra.simulate.engine import Result, Timing, simulate
+from infra.simulate.hpa import HpaSpec
+from infra.simulate.traces import Request, builtin
+
+TRACES = ("steady", "diurnal", "burst", "ramp")
+ADAPTER_DELAY_S = 60.0
+"""The metrics adapter's read after Managed Prometheus's export ([know]: GMP exports about every 60 s)."""
+PROMPT, OUTPUT = (512.0, 256.0), (256.0, 128.0)
+"""Built-in traces' (mean, sd) prompt and output tokens: a chat-like mix."""
+UTILIZATION = 0.6
+"""Built-in traces run at this share of the minimum replicas' throughput on average."""
+
+
+@dataclass(frozen=True)
+class Case:
+    workload: str
+    trace: str
+    hpa: HpaSpec
+    result: Result
+
+
+def hpa_of(resources: list[dict[str, Any]], workload: Workload) -> HpaSpec | None:
+    """The workload's HPA as the plan rendered it."""
+    for r in resources:
+        inputs = r["inputs"]
+        if r["type"] == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler" and inputs["metadata"]["name"] == workload.name:
+            return HpaSpec.from_manifest(inputs["spec"])
+    return None
+
+
+def start_s(catalog: Catalog, workload: Workload) -> float:
+    if workload.config.engine == "jetstream-pathways":
+        return sizing.jetstream_startup(
+            catalog.loading, workload.model, workload.config.weight_dtype, workload.tpu_pools[0].slice
+        ).predicted_s
+    return model_serving.startup(catalog, workload).predicted_s
+
+
+def hourly_per_replica(cfg: StackConfig, catalog: Catalog, workload: Workload) -> float:
+    """On-demand price of what one replica occupies: its slices' chips, or its share of its GPU nodes."""
+    if workload.config.engine == "jetstream-pathways":
+        slice_ = workload.tpu_pools[0].slice
+        row = catalog.tpu_chip_price(slice_.generation.name, cfg.region)
+        return (row.on_demand if row else 0.0) * slice_.chips * len(workload.tpu_pools)
+    if workload.tpu_pools:
+        slice_ = workload.tpu_pools[0].slice
+        row = catalog.tpu_chip_price(slice_.generation.name, cfg.region)
+        return (row.on_demand if row else 0.0) * slice_.chips
+    pool = workload.gpu_pool
+    assert pool is not None
+    row = catalog.machine_price(pool.config.machine_type, cfg.region)
+    return (row.on_demand if row else 0.0) * workload.gpus / pool.gpus_per_vm
+
+
+def timing(cfg: StackConfig, catalog: Catalog, workload: Workload) -> Timing:
+    """Warm replicas: what the pool's minimum nodes hold; beyond them a node (or slice) is provisioned first."""
+    scrape = float(cfg.observability.scrape_interval.rstrip("sm")) * (
+        60 if cfg.observability.scrape_interval.endswith("m") else 1
+    )
+    if workload.tpu_pools:
+        pool = workload.tpu_pools[0]
+        lo, _ = pool.config.slices_per_pool
+        warm = (pool.config.slices * lo if pool.config.autoscaling else pool.config.max_slices) // len(workload.tpu_pools)
+        provision = catalog.loading.provisioning["tpu"].seconds
+    else:
+        gpu = workload.gpu_pool
+        assert gpu is not None
+        warm = gpu.config.min_nodes_per_zone * len(gpu.zones) // model_serving.layout(workload).nodes
+        provision = catalog.loading.provisioning["gpu"].seconds
+    return Timing(start_s(catalog, workload), provision, warm, scrape, scrape + ADAPTER_DELAY_S)
+
+
+def replica_rps(capacity: ReplicaCapacity) -> float:
+    """Requests per second one replica sustains at full batch on the built-in traces' mean request."""
+    prompt, output = int(PROMPT[0]), int(OUTPUT[0])
+    batch = capacity.max_concurrency
+    per_request = capacity.prefill_s(prompt) + output * capacity.decode_step_s(batch, batch * (prompt + output // 2))
+    return batch / per_request
+
+
+def trace_for(name: str, capacity: ReplicaCapacity, hpa: HpaSpec, hours: float, seed: int = 0) -> list[Request]:
+    base = UTILIZATION * replica_rps(capacity) * hpa.min_replicas
+    return builtin(name, duration_s=int(hours * 3600), base_rps=base, seed=seed, prompt=PROMPT, output=OUTPUT)  # type: ignore[arg-type]
+
+
+def autoscaled(cfg: StackConfig, resources: list[dict[str, Any]]) -> Iterator[tuple[Workload, HpaSpec]]:
+    for workload in cfg.workloads.values():
+        hpa = hpa_of(resources, workload)
+        if hpa is not None:
+            yield workload, hpa
+
+
+def run_case(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, trace: list[Request], hours: float) -> Result:
+    return simulate(
+        replica_capacity(catalog, workload),
+        hpa,
+        timing(cfg, catalog, workload),
+        trace,
+        duration_s=int(hours * 3600),
+        slo_ttft_s=workload.config.slo_ttft_s,
+        hourly_per_replica=hourly_per_replica(cfg, catalog, workload),
+    )
+
+
+SLO_TARGET = 0.95
+"""A setting meets the objective when at least this share of requests starts within the workload's TTFT objective."""
+
+
+def candidates(hpa: HpaSpec) -> Iterator[HpaSpec]:
+    """A small grid around the rendered HPA: target, scale-down window, minimum replicas."""
+    for factor in (0.5, 1.0, 2.0):
+        for window in (60, 300, 900):
+            for floor in sorted({hpa.min_replicas, max(1, hpa.min_replicas - 1), min(hpa.max_replicas, hpa.min_replicas + 1)}):
+                down = replace(hpa.scale_down, stabilization_s=window)
+                yield replace(hpa, target=hpa.target * factor, scale_down=down, min_replicas=floor)
+
+
+def recommend(
+    cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, traces: dict[str, list[Request]], hours: float
+) -> tuple[HpaSpec, dict[str, Result]] | None:
+    """The cheapest candidate that meets the objective on every trace (None when none does)."""
+    best: tuple[float, HpaSpec, dict[str, Result]] | None = None
+    for candidate in candidates(hpa):
+        results = {name: run_case(cfg, catalog, workload, candidate, trace, hours) for name, trace in traces.items()}
+        if all(r.slo_share >= SLO_TARGET for r in results.values()):
+            cost = sum(r.cost_usd for r in results.values())
+            if best is None or cost < best[0] - 1e-9:
+                best = (cost, candidate, results)
+    return (best[1], best[2]) if best else None
+
+
+def describe(hpa: HpaSpec) -> str:
+    return f"target {hpa.target:g}, min {hpa.min_replicas}, max {hpa.max_replicas}, scale-down window {hpa.scale_down.stabilization_s} s"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    workload: str
+    current: HpaSpec
+    best: HpaSpec | None
+    current_cost: float
+    best_cost: float | None
+
+
+def recommendation(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, hours: float) -> Recommendation:
+    """The grid search on the diurnal and burst traces (the shapes that separate settings), over `hours`."""
+    capacity = replica_capacity(catalog, workload)
+    traces = {name: trace_for(name, capacity, hpa, hours) for name in ("diurnal", "burst")}
+    current = sum(run_case(cfg, catalog, workload, hpa, t, hours).cost_usd for t in traces.values())
+    found = recommend(cfg, catalog, workload, hpa, traces, hours)
+    if found is None:
+        return Recommendation(workload.name, hpa, None, current, None)
+    best, results = found
+    return Recommendation(workload.name, hpa, best, current, sum(r.cost_usd for r in results.values()))
