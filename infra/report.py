@@ -153,6 +153,36 @@ def workload_summary(w: Workload, catalog: Catalog) -> dict[str, Any]:
     }
 
 
+def autoscaling_summary(cfg: StackConfig, catalog: Catalog) -> list[dict[str, Any]]:
+    """How fast each HPA can add capacity: a load step is seen after the metric delay and the next sync, and a new
+    replica serves after its start time, plus node provisioning once the warm nodes are used (`simulate` runs traces)."""
+    from infra.simulate.run import timing
+
+    rows = []
+    for w in cfg.workloads.values():
+        auto = w.config.autoscaling
+        if auto is None:
+            continue
+        t = timing(cfg, catalog, w)
+        seen = t.metric_delay_s + HPA_SYNC_S
+        rows.append(
+            {
+                "workload": w.name,
+                "metric": w.metric,
+                "target": auto.target,
+                "replicas": f"{auto.min_replicas}-{auto.max_replicas}",
+                "warm_replicas": t.warm_replicas,
+                "first_replica_s": round(seen + t.start_s),
+                "cold_replica_s": round(seen + t.provision_s + t.start_s),
+            }
+        )
+    return rows
+
+
+HPA_SYNC_S = 15
+"""The HPA controller's sync period (kube-controller-manager default)."""
+
+
 def accelerator_inventory(cfg: StackConfig) -> list[dict[str, Any]]:
     rows = []
     for name, t in cfg.tpu_pools.items():
@@ -229,6 +259,7 @@ def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[st
         "resources": {"total": len(resources), "by_type": dict(sorted(Counter(r["type"] for r in resources).items()))},
         "accelerators": accelerator_inventory(cfg),
         "workloads": [workload_summary(w, catalog) for w in cfg.workloads.values()],
+        "autoscaling": autoscaling_summary(cfg, catalog),
         "cost": {
             "currency": "USD",
             "hours_per_month": sizing.HOURS_PER_MONTH,
@@ -304,6 +335,7 @@ def markdown(summary: dict[str, Any], diagram: str) -> str:
         "",
         _md(workload_rows(summary), WORKLOAD_HEADERS),
         "",
+        *autoscaling_markdown(summary.get("autoscaling", [])),
         "## Cost estimate (USD)",
         "",
         _md(
@@ -338,6 +370,35 @@ def markdown(summary: dict[str, Any], diagram: str) -> str:
     parts += ["", "## Resources", "", _md(sorted(summary["resources"]["by_type"].items()), ["type", "count"]), ""]
     parts += policies_markdown(summary["policies"])
     return "\n".join(parts)
+
+
+def autoscaling_markdown(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return []
+    table = _md(
+        [
+            [
+                r["workload"],
+                r["metric"],
+                r["target"],
+                r["replicas"],
+                r["warm_replicas"],
+                r["first_replica_s"],
+                r["cold_replica_s"],
+            ]
+            for r in rows
+        ],
+        ["workload", "metric", "target", "replicas", "warm", "new replica serves after (s, warm node)", "(s, new node)"],
+    )
+    return [
+        "## Autoscaling",
+        "",
+        "Until a new replica serves, a burst is absorbed only by the running replicas' headroom. "
+        "`gke-inference simulate STACK` runs these HPAs on traffic traces (TTFT, SLO share, replica-hours, cost) and searches for cheaper settings.",
+        "",
+        table,
+        "",
+    ]
 
 
 def policies_markdown(policies: dict[str, Any]) -> list[str]:

@@ -29,27 +29,34 @@ def table(rows: list[list[object]], fmt: str = "simple") -> str:
 
 
 def chart(title: str, r: Result) -> str:
-    """Replicas (ready and in total), the queue and the arrivals per minute over time, as a Mermaid xychart."""
+    """Two Mermaid xycharts on one time axis: traffic and queue, then replicas (in total and ready)."""
     series = r.series
     stride = max(1, len(series) // CHART_POINTS)
     points = series[::stride]
-    hours = [f"{p.t_s / 3600:.1f}" for p in points]
+    hours = ", ".join(f"{p.t_s / 3600:.1f}" for p in points)
 
     def values(key: str) -> str:
         return "[" + ", ".join(str(getattr(p, key)) for p in points) + "]"
 
-    peak = max([1, *(p.queue for p in points), *(p.arrivals for p in points), *(p.total for p in points)])
-    return "\n".join(
-        [
+    def block(subtitle: str, lines: list[str], top: int) -> list[str]:
+        return [
             "```mermaid",
             "xychart-beta",
-            f'  title "{title}: arrivals/min (bars), queue, replicas in total and ready (lines)"',
-            f'  x-axis "hour" [{", ".join(hours)}]',
-            f'  y-axis "count" 0 --> {peak}',
-            f"  bar {values('arrivals')}",
-            f"  line {values('queue')}",
-            f"  line {values('total')}",
-            f"  line {values('ready')}",
+            f'  title "{title}: {subtitle}"',
+            f'  x-axis "hour" [{hours}]',
+            f"  y-axis 0 --> {max(1, top)}",
+            *lines,
             "```",
         ]
+
+    traffic = block(
+        "arrivals per minute (bars), queued requests (line)",
+        [f"  bar {values('arrivals')}", f"  line {values('queue')}"],
+        max([*(p.arrivals for p in points), *(p.queue for p in points)], default=1),
     )
+    replicas = block(
+        "replicas in total (bars), ready (line)",
+        [f"  bar {values('total')}", f"  line {values('ready')}"],
+        max((p.total for p in points), default=1),
+    )
+    return "\n".join([*traffic, "", *replicas])

@@ -125,9 +125,12 @@ SLO_TARGET = 0.95
 
 def candidates(hpa: HpaSpec) -> Iterator[HpaSpec]:
     """A small grid around the rendered HPA: target, scale-down window, minimum replicas."""
-    for factor in (0.5, 1.0, 2.0):
+    floors = sorted(
+        {max(1, hpa.min_replicas - 1), hpa.min_replicas, min(hpa.max_replicas, hpa.min_replicas + 1), hpa.max_replicas}
+    )
+    for factor in (0.25, 0.5, 1.0, 2.0):
         for window in (60, 300, 900):
-            for floor in sorted({hpa.min_replicas, max(1, hpa.min_replicas - 1), min(hpa.max_replicas, hpa.min_replicas + 1)}):
+            for floor in floors:
                 down = replace(hpa.scale_down, stabilization_s=window)
                 yield replace(hpa, target=hpa.target * factor, scale_down=down, min_replicas=floor)
 
