@@ -27,9 +27,10 @@ lint: install
 test: lint ## lint, type-check and the whole test suite
 	$(BIN)/pytest
 
-bench: install ## plan-time and policy-pack benchmarks for every stack
+bench: install ## plan-time, policy-pack and simulation benchmarks
 	$(BIN)/python benchmarks/plan_time.py
 	$(BIN)/python benchmarks/policy_time.py
+	$(BIN)/python benchmarks/simulate_time.py
 
 clean:
 	rm -rf out .pytest_cache .mypy_cache .ruff_cache
