@@ -138,6 +138,8 @@ class Loading(_Frozen):
     safety_source: str
     paths: dict[str, LoadPath]
     warmup: dict[str, Warmup]
+    image_pull: Warmup
+    """Pulling the serving image onto a node before the container starts."""
     provisioning: dict[str, Warmup]
     """How long a new node ('gpu') or slice ('tpu') takes before pods can start on it."""
 

@@ -17,6 +17,7 @@ import math
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Literal
 
 from infra.simulate.capacity import ReplicaCapacity
 from infra.simulate.hpa import HpaController, HpaSpec
@@ -83,6 +84,31 @@ class _Replica:
         return len(self.waiting) + self.running
 
 
+MetricKind = Literal["waiting", "running", "slots_percent", "kv_fraction"]
+
+
+def metric_kind(name: str) -> MetricKind:
+    """Which quantity an engine gauge measures (infra/catalog/metrics.yaml): queue, batch, slots in use (0-100) or KV
+    cache in use (0-1)."""
+    if name.endswith("num_requests_running"):
+        return "running"
+    if name.endswith("slots_used_percentage"):
+        return "slots_percent"
+    if name.endswith("kv_cache_usage_perc"):
+        return "kv_fraction"
+    return "waiting"
+
+
+def _gauge(kind: MetricKind, ready: list[_Replica], queue: int, concurrency: int) -> float:
+    """The per-replica average the HPA reads. KV-cache use is approximated by the share of batch slots in use."""
+    if kind == "waiting":
+        return queue / max(1, len(ready))
+    running = sum(r.running for r in ready) / max(1, len(ready))
+    if kind == "running":
+        return running
+    return running / concurrency * (100.0 if kind == "slots_percent" else 1.0)
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -100,8 +126,10 @@ def simulate(
     hourly_per_replica: float,
     replicas: int | None = None,
     dt: float = 1.0,
+    metric: MetricKind = "waiting",
 ) -> Result:
-    """Run `trace` for `duration_s`; with no HPA the replica count stays at `replicas`."""
+    """Run `trace` for `duration_s`; with no HPA the replica count stays at `replicas`. `metric` is what the HPA's
+    gauge measures per ready replica: queued requests, running requests, or the share of the batch in use."""
     controller = HpaController(hpa) if hpa else None
     start_count = hpa.min_replicas if hpa else (replicas or 1)
     pool = [_Replica(ready_at=0.0) for _ in range(start_count)]
@@ -135,11 +163,11 @@ def simulate(
         replica_seconds += len(pool) * dt
         if step % max(1, int(timing.scrape_s / dt)) == 0:
             samples_t.append(now)
-            samples_v.append(queue / max(1, len(ready)))
+            samples_v.append(_gauge(metric, ready, queue, capacity.max_concurrency))
         if controller and step % max(1, int(sync / dt)) == 0:
             seen = bisect_right(samples_t, now - timing.metric_delay_s) - 1
-            metric = samples_v[seen] if seen >= 0 else None
-            desired = controller.step(now, len(pool), metric)
+            observed = samples_v[seen] if seen >= 0 else None
+            desired = controller.step(now, len(pool), observed)
             _resize(pool, backlog, desired, now, timing)
         if step % int(60 / dt) == 0:
             series.append(Point(now, len(ready), len(pool), queue, minute_arrivals))

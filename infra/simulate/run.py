@@ -15,7 +15,7 @@ from infra import model_serving, sizing
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import Result, Timing, simulate
+from infra.simulate.engine import Result, Timing, metric_kind, simulate
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.traces import Request, builtin
 
@@ -84,7 +84,8 @@ def timing(cfg: StackConfig, catalog: Catalog, workload: Workload) -> Timing:
         assert gpu is not None
         warm = gpu.config.min_nodes_per_zone * len(gpu.zones) // model_serving.layout(workload).nodes
         provision = catalog.loading.provisioning["gpu"].seconds
-    return Timing(start_s(catalog, workload), provision, warm, scrape, scrape + ADAPTER_DELAY_S)
+    start = catalog.loading.image_pull.seconds + start_s(catalog, workload)
+    return Timing(start, provision, warm, scrape, scrape + ADAPTER_DELAY_S)
 
 
 def replica_rps(capacity: ReplicaCapacity) -> float:
@@ -116,6 +117,7 @@ def run_case(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpe
         duration_s=int(hours * 3600),
         slo_ttft_s=workload.config.slo_ttft_s,
         hourly_per_replica=hourly_per_replica(cfg, catalog, workload),
+        metric=metric_kind(workload.metric),
     )
 
 
