@@ -169,7 +169,7 @@ def simulate(
             observed = samples_v[seen] if seen >= 0 else None
             desired = controller.step(now, len(pool), observed)
             _resize(pool, backlog, desired, now, timing)
-        if step % int(60 / dt) == 0:
+        if step % max(1, int(60 / dt)) == 0:
             series.append(Point(now, len(ready), len(pool), queue, minute_arrivals))
             minute_arrivals = 0
     ordered = sorted(ttfts)
@@ -189,34 +189,36 @@ def simulate(
 
 
 def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, ttfts: list[float]) -> None:
-    """One step of continuous batching: admit and prefill, then decode for the time left."""
+    """One step of continuous batching: sequences join whenever a slot is free (each paying its prefill), and decode
+    runs in between, one token per running sequence per step of the capacity model."""
     budget = dt + replica.carry
     spent = 0.0
-    while replica.waiting and replica.running < capacity.max_concurrency and budget > 0:
-        request = replica.waiting.popleft()
-        prefill = capacity.prefill_s(request.prompt_tokens)
-        budget -= prefill
-        spent += prefill
-        # The first token comes out of the prefill: the step's prefills so far, from when the request could start.
-        ttfts.append(max(now, request.arrival_s) + spent - request.arrival_s)
-        heapq.heappush(
-            replica.finish, (replica.emitted + max(0, request.output_tokens - 1), request.prompt_tokens, replica.emitted)
-        )
-        replica.context += request.prompt_tokens
     while True:
         while replica.finish and replica.finish[0][0] <= replica.emitted:
             done, prompt, joined = heapq.heappop(replica.finish)
             replica.context -= prompt + (done - joined)
+        while replica.waiting and replica.running < capacity.max_concurrency and budget > 0:
+            request = replica.waiting.popleft()
+            prefill = capacity.prefill_s(request.prompt_tokens)
+            budget -= prefill
+            spent += prefill
+            # The first token comes out of the prefill, at this point of the step.
+            ttfts.append(max(now, request.arrival_s) + spent - request.arrival_s)
+            heapq.heappush(
+                replica.finish, (replica.emitted + max(0, request.output_tokens - 1), request.prompt_tokens, replica.emitted)
+            )
+            replica.context += request.prompt_tokens
         if not replica.finish or budget <= 0:
             break
         step = capacity.decode_step_s(replica.running, replica.context)
-        # Decode until the next sequence finishes or the budget runs out, whichever comes first.
+        # Decode until the next sequence finishes (freeing a slot) or the budget runs out.
         tokens = min(replica.finish[0][0] - replica.emitted, int(budget / step))
         if tokens <= 0:
             break
         replica.emitted += tokens
         replica.context += tokens * replica.running
         budget -= tokens * step
+        spent += tokens * step
     # Leftover time carries while sequences run (a step may outlast dt); a debt from a long prefill always carries.
     replica.carry = budget if replica.finish else min(budget, 0.0)
 

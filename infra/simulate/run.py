@@ -92,8 +92,9 @@ def replica_rps(capacity: ReplicaCapacity) -> float:
     """Requests per second one replica sustains at full batch on the built-in traces' mean request."""
     prompt, output = int(PROMPT[0]), int(OUTPUT[0])
     batch = capacity.max_concurrency
-    per_request = capacity.prefill_s(prompt) + output * capacity.decode_step_s(batch, batch * (prompt + output // 2))
-    return batch / per_request
+    # A full batch's prefills run one after another, then its decode steps emit a token for every sequence.
+    per_batch = batch * capacity.prefill_s(prompt) + output * capacity.decode_step_s(batch, batch * (prompt + output // 2))
+    return batch / per_batch
 
 
 def trace_for(name: str, capacity: ReplicaCapacity, hpa: HpaSpec, hours: float, seed: int = 0) -> list[Request]:
@@ -131,7 +132,7 @@ def candidates(hpa: HpaSpec) -> Iterator[HpaSpec]:
         {max(1, hpa.min_replicas - 1), hpa.min_replicas, min(hpa.max_replicas, hpa.min_replicas + 1), hpa.max_replicas}
     )
     for factor in (0.25, 0.5, 1.0, 2.0):
-        for window in (60, 300, 900):
+        for window in sorted({60, 300, 900, hpa.scale_down.stabilization_s}):
             for floor in floors:
                 down = replace(hpa.scale_down, stabilization_s=window)
                 yield replace(hpa, target=hpa.target * factor, scale_down=down, min_replicas=floor)
