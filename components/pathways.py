@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s_types import CamelModel
-from components.serving_objects import NAME_LABEL, ROLE_LABEL, Scaling, ServingObjects, ServingObjectsArgs
+from components.serving_objects import NAME_LABEL, ROLE_LABEL, Endpoint, Scaling, serve
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
 NODEPOOL_KEY = "cloud.google.com/gke-nodepool"
@@ -426,35 +426,19 @@ class JetStreamPathways(pulumi.ComponentResource):
             spec=lws_spec(args, name).to_k8s(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
         )
-        leader = labels(name, "leader")
-        service = k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=args.namespace, labels=managed),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=leader,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=HTTP_PORT, target_port="http", protocol="TCP")],
+        endpoint = Endpoint(
+            namespace=args.namespace,
+            selector=labels(name, "leader"),
+            ports=(("http", HTTP_PORT),),
+            metrics_port="metrics",
+            scrape_interval=args.scrape_interval,
+            scale_target=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version=LWS_API, kind="LeaderWorkerSet", name=name
             ),
-            opts=pulumi.ResourceOptions(parent=self),
+            scaling=args.scaling,
+            ingress_cidrs=args.ingress_cidrs,
         )
-        ServingObjects(
-            name,
-            ServingObjectsArgs(
-                namespace=args.namespace,
-                workload=name,
-                pod_labels={NAME_LABEL: name},
-                metrics_labels=leader,
-                serving_port="http",
-                metrics_port="metrics",
-                scrape_interval=args.scrape_interval,
-                scale_target=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version=LWS_API, kind="LeaderWorkerSet", name=name
-                ),
-                scaling=args.scaling,
-                ingress_cidrs=args.ingress_cidrs,
-            ),
-            pulumi.ResourceOptions(parent=self, depends_on=[lws]),
-        )
+        service = serve(self, name, endpoint, managed, [lws])
         self.service = service.metadata.name
         self.ready: list[pulumi.Resource] = [service]
         self.register_outputs({"service": self.service})

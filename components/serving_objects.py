@@ -173,3 +173,54 @@ def network_policy_spec(args: ServingObjectsArgs) -> k8s.networking.v1.NetworkPo
             ),
         ],
     )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A server's ClusterIP Service and its serving objects: what every engine's component renders the same way."""
+
+    namespace: str
+    selector: Mapping[str, str]
+    """The pods the Service (and the PodMonitoring) select: the servers, or an LWS's leaders."""
+    ports: tuple[tuple[str, int], ...]
+    """(name, number) of the Service's ports, each targeting the container port of that name; the first serves."""
+    metrics_port: str
+    scrape_interval: str
+    scale_target: k8s.autoscaling.v2.CrossVersionObjectReferenceArgs
+    scaling: Scaling | None
+    ingress_cidrs: tuple[str, ...] = ()
+    scrapers: tuple[Mapping[str, str], ...] = ()
+
+
+def serve(
+    parent: pulumi.Resource, name: str, e: Endpoint, labels: Mapping[str, str], after: list[pulumi.Resource]
+) -> k8s.core.v1.Service:
+    """The Service `<name>` and ServingObjects `<name>` (created after `after`), parented to the engine's component."""
+    service = k8s.core.v1.Service(
+        f"{name}-svc",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=e.namespace, labels=dict(labels)),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="ClusterIP",
+            selector=dict(e.selector),
+            ports=[k8s.core.v1.ServicePortArgs(name=n, port=port, target_port=n, protocol="TCP") for n, port in e.ports],
+        ),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    ServingObjects(
+        name,
+        ServingObjectsArgs(
+            namespace=e.namespace,
+            workload=name,
+            pod_labels={NAME_LABEL: name},
+            metrics_labels=e.selector,
+            serving_port=e.ports[0][0],
+            metrics_port=e.metrics_port,
+            scrape_interval=e.scrape_interval,
+            scale_target=e.scale_target,
+            scaling=e.scaling,
+            ingress_cidrs=e.ingress_cidrs,
+            scrapers=e.scrapers,
+        ),
+        pulumi.ResourceOptions(parent=parent, depends_on=after),
+    )
+    return service

@@ -17,7 +17,7 @@ import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
 from components.model_server import ServerPod, container, object_annotations, template
-from components.serving_objects import NAME_LABEL, ROLE_LABEL, Scaling, ServingObjects, ServingObjectsArgs
+from components.serving_objects import NAME_LABEL, ROLE_LABEL, Endpoint, Scaling, serve
 from components.vllm import EngineFlags
 
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
@@ -120,37 +120,17 @@ class TritonServer(pulumi.ComponentResource):
             # Triton loads the repository at start: the objects must exist first.
             opts=pulumi.ResourceOptions(parent=self, depends_on=objects),
         )
-        service = k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=name, namespace=args.namespace, labels=managed),
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=serving,
-                ports=[
-                    k8s.core.v1.ServicePortArgs(name="http", port=HTTP_PORT, target_port="http", protocol="TCP"),
-                    k8s.core.v1.ServicePortArgs(name="grpc", port=GRPC_PORT, target_port="grpc", protocol="TCP"),
-                ],
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
+        endpoint = Endpoint(
+            namespace=args.namespace,
+            selector=serving,
+            ports=(("http", HTTP_PORT), ("grpc", GRPC_PORT)),
+            metrics_port="metrics",
+            scrape_interval=args.scrape_interval,
+            scale_target=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment", name=name),
+            scaling=args.scaling,
+            ingress_cidrs=args.ingress_cidrs,
         )
-        ServingObjects(
-            name,
-            ServingObjectsArgs(
-                namespace=args.namespace,
-                workload=name,
-                pod_labels={NAME_LABEL: name},
-                metrics_labels=serving,
-                serving_port="http",
-                metrics_port="metrics",
-                scrape_interval=args.scrape_interval,
-                scale_target=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                    api_version="apps/v1", kind="Deployment", name=name
-                ),
-                scaling=args.scaling,
-                ingress_cidrs=args.ingress_cidrs,
-            ),
-            pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
-        )
+        service = serve(self, name, endpoint, managed, [deployment])
         self.service = service.metadata.name
         self.ready: list[pulumi.Resource] = [service]
         self.register_outputs({"service": self.service})

@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components.k8s_types import CamelModel
 from components.model_server import ServerPod, container, object_annotations, template
-from components.serving_objects import NAME_LABEL, ROLE_LABEL, Scaling, ServingObjects, ServingObjectsArgs
+from components.serving_objects import NAME_LABEL, ROLE_LABEL, Endpoint, Scaling, serve
 
 PORT = 8000
 """`vllm serve`'s default port: the OpenAI API, /health and /metrics on one listener."""
@@ -194,33 +194,18 @@ class VllmServer(pulumi.ComponentResource):
                 opts=child,
             )
             target = k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment", name=name)
-        service = k8s.core.v1.Service(
-            f"{name}-svc",
-            metadata=meta,
-            spec=k8s.core.v1.ServiceSpecArgs(
-                type="ClusterIP",
-                selector=serving,
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")],
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
+        endpoint = Endpoint(
+            namespace=args.namespace,
+            selector=serving,
+            ports=(("http", PORT),),
+            metrics_port="http",
+            scrape_interval=args.scrape_interval,
+            scale_target=target,
+            scaling=args.scaling,
+            ingress_cidrs=args.ingress_cidrs,
+            scrapers=args.scrapers,
         )
-        ServingObjects(
-            name,
-            ServingObjectsArgs(
-                namespace=args.namespace,
-                workload=name,
-                pod_labels={NAME_LABEL: name},
-                metrics_labels=serving,
-                serving_port="http",
-                metrics_port="http",
-                scrape_interval=args.scrape_interval,
-                scale_target=target,
-                scaling=args.scaling,
-                ingress_cidrs=args.ingress_cidrs,
-                scrapers=args.scrapers,
-            ),
-            pulumi.ResourceOptions(parent=self, depends_on=[workload]),
-        )
+        service = serve(self, name, endpoint, managed, [workload])
         self.service = service.metadata.name
         self.ready = [workload, service]
         self.register_outputs({"service": self.service})
