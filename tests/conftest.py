@@ -48,6 +48,24 @@ BASE: dict[str, Any] = {
 }
 
 
+# A two-node H100 pool and a 16-GPU Llama 70B server on it (multi-node TP x PP), for the stacks that need one.
+H100_POOL: dict[str, Any] = {
+    "gpu": "h100-80gb",
+    "machine_type": "a3-highgpu-8g",
+    "zones": ["us-east5-a"],
+    "max_nodes_per_zone": 2,
+}
+WIDE_WORKLOAD: dict[str, Any] = {
+    "engine": "vllm",
+    "model": "llama-3.1-70b",
+    "gpu_pool": "h100",
+    "gpus": 16,
+    "max_context": 8192,
+    "max_num_seqs": 64,
+    "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+}
+
+
 def mutate(raw: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     """A copy of `raw` with the key path 'ns:key.a.b' set to `value` (None deletes it)."""
     out = copy.deepcopy(raw)

@@ -7,12 +7,13 @@ The plans these tests read are a session fixture in conftest.py (`gateway_stacks
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import BASE, REPO, STACKS, mutate
+from conftest import BASE, H100_POOL, REPO, STACKS, WIDE_WORKLOAD, mutate
 
 from components.endpoint_picker import EXT_PROC_PORT
 from components.inference_gateway import CERT_OPTION
@@ -57,21 +58,8 @@ def external_raw() -> dict[str, Any]:
             "hostname": "api.example.com",
         },
     )
-    raw[f"{NS}:gpu_pools"]["h100"] = {
-        "gpu": "h100-80gb",
-        "machine_type": "a3-highgpu-8g",
-        "zones": ["us-east5-a"],
-        "max_nodes_per_zone": 2,
-    }
-    raw[f"{NS}:workloads"]["wide"] = {
-        "engine": "vllm",
-        "model": "llama-3.1-70b",
-        "gpu_pool": "h100",
-        "gpus": 16,
-        "max_context": 8192,
-        "max_num_seqs": 64,
-        "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-    }
+    raw[f"{NS}:gpu_pools"]["h100"] = copy.deepcopy(H100_POOL)
+    raw[f"{NS}:workloads"]["wide"] = copy.deepcopy(WIDE_WORKLOAD)
     return raw
 
 

@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import BASE
+from conftest import BASE, H100_POOL, WIDE_WORKLOAD
 from google.protobuf import json_format
 from serving_helpers import containers, lws_of, named, templates
 from test_platform import load_stack
@@ -60,21 +60,8 @@ def build_test_stack() -> dict[str, Any]:
     raw.pop(f"{NS}:tpu_pools")
     raw[f"{NS}:workloads"].pop("big")
     raw[f"{NS}:gpu_pools"]["l4"]["local_ssd_count"] = 1
-    raw[f"{NS}:gpu_pools"]["h100"] = {
-        "gpu": "h100-80gb",
-        "machine_type": "a3-highgpu-8g",
-        "zones": ["us-east5-a"],
-        "max_nodes_per_zone": 2,
-    }
-    raw[f"{NS}:workloads"]["wide"] = {
-        "engine": "vllm",
-        "model": "llama-3.1-70b",
-        "gpu_pool": "h100",
-        "gpus": 16,
-        "max_context": 8192,
-        "max_num_seqs": 64,
-        "autoscaling": {"min_replicas": 1, "max_replicas": 1},
-    }
+    raw[f"{NS}:gpu_pools"]["h100"] = copy.deepcopy(H100_POOL)
+    raw[f"{NS}:workloads"]["wide"] = copy.deepcopy(WIDE_WORKLOAD)
     raw[f"{NS}:workloads"]["disk"] = {
         "engine": "vllm",
         "model": "llama-3.1-8b",
