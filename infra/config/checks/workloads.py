@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from infra import sizing
 from infra.catalog import ModelArch
 from infra.config.checks.context import CheckContext
 from infra.config.errors import ns_path, one_of
 from infra.config.model import GpuPool, TpuPool, Workload
 from infra.config.schema import WorkloadConfig
+
+
+def _pool_choices(names: Collection[str], section: str) -> str:
+    """What a workload's pool reference may name: the stack's pools of that kind, or a hint to add one."""
+    return one_of(names) if names else f"a {section} entry"
 
 
 def workload(
@@ -101,7 +108,7 @@ def _jetstream(
                 ctx.add(
                     ns_path(*base, "tpu_pools"),
                     f"no TPU pool named {pool_name}",
-                    one_of(ctx.sections.tpu_pools) if ctx.sections.tpu_pools else "a tpu_pools entry",
+                    _pool_choices(ctx.sections.tpu_pools, "tpu_pools"),
                     pool_name,
                 )
             return None
@@ -214,7 +221,7 @@ def _model_server(
         ctx.add(
             ns_path(*base, "gpu_pool"),
             f"{c.engine} needs a GPU pool (or, for vllm, one single-host TPU pool)",
-            one_of(ctx.sections.gpu_pools) if ctx.sections.gpu_pools else "a gpu_pools entry",
+            _pool_choices(ctx.sections.gpu_pools, "gpu_pools"),
             None,
         )
         return None
@@ -223,7 +230,7 @@ def _model_server(
             ctx.add(
                 ns_path(*base, "gpu_pool"),
                 f"no GPU pool named {c.gpu_pool}",
-                one_of(ctx.sections.gpu_pools) if ctx.sections.gpu_pools else "a gpu_pools entry",
+                _pool_choices(ctx.sections.gpu_pools, "gpu_pools"),
                 c.gpu_pool,
             )
         return None
@@ -336,7 +343,7 @@ def _tpu_server(
             ctx.add(
                 ns_path(*base, "tpu_pools"),
                 f"no TPU pool named {c.tpu_pools[0]}",
-                one_of(ctx.sections.tpu_pools) if ctx.sections.tpu_pools else "a tpu_pools entry",
+                _pool_choices(ctx.sections.tpu_pools, "tpu_pools"),
                 c.tpu_pools[0],
             )
         return None
