@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.k8s_types import CamelModel
+from components.pod_security import restricted_container, restricted_pod
 from components.serving_objects import GMP_NAMESPACE, GOOGLE_HEALTH_CHECK_RANGES, LabelSelector, PodMonitoringSpec, ScrapeEndpoint
 
 POOL_API = "inference.networking.k8s.io/v1"
@@ -165,12 +166,7 @@ class EndpointPicker(pulumi.ComponentResource):
                         # It watches pods and its InferencePool through the API server.
                         automount_service_account_token=True,
                         termination_grace_period_seconds=130,
-                        security_context=core.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=RUN_AS,
-                            run_as_group=RUN_AS,
-                            seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
+                        security_context=restricted_pod(RUN_AS),
                         containers=[
                             core.ContainerArgs(
                                 name="epp",
@@ -210,12 +206,7 @@ class EndpointPicker(pulumi.ComponentResource):
                                     requests={"cpu": f"{args.cpu_millis}m", "memory": f"{args.memory_mib}Mi"},
                                     limits={"cpu": f"{args.cpu_millis}m", "memory": f"{args.memory_mib}Mi"},
                                 ),
-                                security_context=core.SecurityContextArgs(
-                                    allow_privilege_escalation=False,
-                                    read_only_root_filesystem=True,
-                                    run_as_non_root=True,
-                                    capabilities=core.CapabilitiesArgs(drop=["ALL"]),
-                                ),
+                                security_context=restricted_container(),
                                 liveness_probe=core.ProbeArgs(grpc=health, initial_delay_seconds=5, period_seconds=10),
                                 readiness_probe=core.ProbeArgs(grpc=health, period_seconds=2),
                                 volume_mounts=[core.VolumeMountArgs(name="plugins-config", mount_path="/config", read_only=True)],

@@ -13,6 +13,8 @@ from typing import Literal
 
 import pulumi_kubernetes as k8s
 
+from components.pod_security import restricted_container, restricted_pod
+
 RUN_AS = 10001
 """Unprivileged UID/GID (checkov CKV_K8S_40 asks for >= 10000); HOME and every cache live on emptyDirs."""
 GCSFUSE_DRIVER = "gcsfuse.csi.storage.gke.io"
@@ -192,12 +194,7 @@ def container(p: ServerPod, name: str, *, probe_command: tuple[str, ...] = (), p
         env=[core.EnvVarArgs(name=k, value=v) for k, v in env.items()],
         ports=[core.ContainerPortArgs(name=n, container_port=port, protocol="TCP") for n, port in p.ports],
         resources=core.ResourceRequirementsArgs(requests=quantities, limits=quantities),
-        security_context=core.SecurityContextArgs(
-            allow_privilege_escalation=False,
-            read_only_root_filesystem=True,
-            run_as_non_root=True,
-            capabilities=core.CapabilitiesArgs(drop=["ALL"]),
-        ),
+        security_context=restricted_container(),
         volume_mounts=mounts,
         # Startup within the derived budget; readiness every period; liveness slower and more tolerant (it starts only
         # once the startup probe has passed, so it never kills a loading server).
@@ -218,13 +215,8 @@ def pod_spec(
         automount_service_account_token=False,
         node_selector=dict(p.node_selector),
         tolerations=[core.TolerationArgs(key=k, operator=op, value=v, effect="NoSchedule") for k, op, v in p.tolerations],
-        security_context=core.PodSecurityContextArgs(
-            run_as_user=RUN_AS,
-            run_as_group=RUN_AS,
-            # fsGroup: the FUSE mounts and the sidecar's cache volume are group-owned by it (gcs-fuse-csi-driver docs).
-            fs_group=RUN_AS,
-            seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
-        ),
+        # fsGroup: the FUSE mounts and the sidecar's cache volume are group-owned by it (gcs-fuse-csi-driver docs).
+        security_context=restricted_pod(RUN_AS),
         volumes=vols,
         containers=containers,
         restart_policy=restart_policy,

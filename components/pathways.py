@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.k8s_types import CamelModel
+from components.pod_security import restricted_pod
 from components.serving_objects import NAME_LABEL, ROLE_LABEL, Endpoint, Scaling, serve
 
 LWS_API = "leaderworkerset.x-k8s.io/v1"
@@ -296,12 +297,7 @@ def _pod(
             tolerations=[
                 core.TolerationArgs(key=k, operator=op, value=v, effect="NoSchedule") for k, op, v in args.placement.tolerations
             ],
-            security_context=core.PodSecurityContextArgs(
-                run_as_user=RUN_AS,
-                run_as_group=RUN_AS,
-                fs_group=RUN_AS,
-                seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
-            ),
+            security_context=restricted_pod(RUN_AS),
             volumes=[
                 core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
                 core.VolumeArgs(name="shm", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory")),

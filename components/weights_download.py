@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from components.identity import KubernetesAccount, grant_bucket_role
 from components.model_server import GCSFUSE_DRIVER, RUN_AS, checkov_annotations
+from components.pod_security import restricted_container, restricted_pod
 
 ACCOUNT = "model-downloader"
 WRITER_ROLE = "roles/storage.objectUser"
@@ -83,12 +84,7 @@ class WeightsDownload(pulumi.ComponentResource):
                             service_account_name=ACCOUNT,
                             automount_service_account_token=False,
                             restart_policy="Never",
-                            security_context=core.PodSecurityContextArgs(
-                                run_as_user=RUN_AS,
-                                run_as_group=RUN_AS,
-                                fs_group=RUN_AS,
-                                seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
-                            ),
+                            security_context=restricted_pod(RUN_AS),
                             containers=[
                                 core.ContainerArgs(
                                     name="download",
@@ -103,12 +99,7 @@ class WeightsDownload(pulumi.ComponentResource):
                                     resources=core.ResourceRequirementsArgs(
                                         requests={"cpu": "2", "memory": "8Gi"}, limits={"cpu": "2", "memory": "8Gi"}
                                     ),
-                                    security_context=core.SecurityContextArgs(
-                                        allow_privilege_escalation=False,
-                                        read_only_root_filesystem=True,
-                                        run_as_non_root=True,
-                                        capabilities=core.CapabilitiesArgs(drop=["ALL"]),
-                                    ),
+                                    security_context=restricted_container(),
                                     volume_mounts=[
                                         core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                                         core.VolumeMountArgs(name="token", mount_path=TOKEN_DIR, read_only=True),
