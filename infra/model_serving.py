@@ -80,7 +80,7 @@ def engine_flags(workload: Workload) -> EngineFlags:
         dtype="bfloat16",
         quantization="fp8" if c.weight_dtype == "fp8" else None,
         kv_cache_dtype="fp8" if c.kv_cache_dtype == "fp8" else "auto",
-        max_num_seqs=c.max_num_seqs or 16,
+        max_num_seqs=c.sequences,
         tensor_parallel_size=parallel.tensor_parallel,
         pipeline_parallel_size=parallel.pipeline_parallel,
     )

@@ -232,6 +232,11 @@ class BatchConfig(_Section):
     deadline_hours: Annotated[float, Field(gt=0, le=168)] = Field(12, description="activeDeadlineSeconds, in hours.")
 
 
+DEFAULT_MAX_NUM_SEQS = 16
+"""vLLM/Triton sequences per replica when a workload sets none: the memory-fit check, the server's --max-num-seqs and
+the autoscaling simulation all read this one number."""
+
+
 class WorkloadConfig(_Section):
     engine: Engine
     model: str = Field(description="Catalog model, e.g. llama-3.1-405b.")
@@ -240,7 +245,9 @@ class WorkloadConfig(_Section):
     max_context: PositiveInt = Field(2048, description="Max tokens per sequence (prompt + output).")
     max_prefill_length: PositiveInt | None = Field(None, description="JetStream prefill length; default half the context.")
     per_device_batch_size: PositiveInt | None = Field(None, description="JetStream sequences per chip.")
-    max_num_seqs: PositiveInt | None = Field(None, description="vLLM/Triton concurrent sequences per replica.")
+    max_num_seqs: PositiveInt | None = Field(
+        None, description=f"vLLM/Triton concurrent sequences per replica (default {DEFAULT_MAX_NUM_SEQS})."
+    )
     gpu_memory_utilization: Annotated[float, Field(gt=0.1, le=0.98)] = 0.90
     mode: Literal["interleaved", "disaggregated"] = "interleaved"
     tpu_pools: tuple[str, ...] = Field(
@@ -266,6 +273,11 @@ class WorkloadConfig(_Section):
     autoscaling: AutoscalingConfig | None = None
     checkpoint: str | None = Field(None, description="Object path in the model bucket.")
     justification: Justification | None = Field(None, description="Why memory is over-provisioned, if it is.")
+
+    @property
+    def sequences(self) -> int:
+        """What a vLLM/Triton replica batches at once: max_num_seqs, or the stack's default."""
+        return self.max_num_seqs or DEFAULT_MAX_NUM_SEQS
 
 
 class ProtectionConfig(_Section):

@@ -24,9 +24,8 @@ GB = 1e9
 TERA = 1e12
 LOW_PRECISION = frozenset({"int8", "fp8"})
 """Weight dtypes whose matmuls run at the low-precision peak; int4 is weight-only (dequantized to bf16)."""
-DEFAULT_MAX_NUM_SEQS = 16
 DEFAULT_PER_DEVICE_BATCH_SIZE = 1
-"""The batch sizes the servers are rendered with when a workload sets none (infra.model_serving, infra.serving)."""
+"""The JetStream batch size infra.serving renders when a workload sets none."""
 
 
 @dataclass(frozen=True)
@@ -88,14 +87,14 @@ def replica_capacity(catalog: Catalog, workload: Workload) -> ReplicaCapacity:
     c = workload.config
     if workload.gpu_pool is not None:
         accelerator, devices = workload.gpu_pool.gpu.name, workload.gpus
-        concurrency = c.max_num_seqs or DEFAULT_MAX_NUM_SEQS
+        concurrency = c.sequences
     else:
         slice_ = workload.tpu_pools[0].slice
         accelerator, devices = slice_.generation.name, slice_.chips
         if c.engine == "jetstream-pathways":
             concurrency = (c.per_device_batch_size or DEFAULT_PER_DEVICE_BATCH_SIZE) * slice_.chips
         else:
-            concurrency = c.max_num_seqs or DEFAULT_MAX_NUM_SEQS
+            concurrency = c.sequences
     return capacity_of(
         catalog,
         engine=c.engine,

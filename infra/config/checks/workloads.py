@@ -235,7 +235,7 @@ def _model_server(
             )
         return None
     pool = gpu[c.gpu_pool]
-    seqs = c.max_num_seqs or 16
+    seqs = c.sequences
     kwargs = dict(engine=c.engine, weight_dtype=c.weight_dtype, kv_dtype=c.kv_cache_dtype, max_context=c.max_context)
     count = c.gpus or sizing.smallest_gpu_count(model, pool.gpu, max_num_seqs=seqs, **kwargs)  # type: ignore[arg-type]
     if count is None:
@@ -362,7 +362,7 @@ def _tpu_server(
         weight_dtype=c.weight_dtype,
         kv_dtype=c.kv_cache_dtype,
         max_context=c.max_context,
-        max_num_seqs=c.max_num_seqs or 16,
+        max_num_seqs=c.sequences,
         gpu_memory_utilization=c.gpu_memory_utilization,
     )
     if not fit.fits:
