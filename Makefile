@@ -1,22 +1,30 @@
-# One command per job; each creates .venv and installs the project when missing or stale.
+# One command per job; each creates .venv and installs exactly uv.lock into it when missing or stale.
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK ?=
+UV := tools/uv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install plan checkov test lint bench clean
+.PHONY: install lock plan checkov test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
-	test -x $(BIN)/python || python3 -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# --locked: fail, rather than re-resolve, when pyproject.toml and uv.lock disagree (run `make lock`). uv syncs
+# exactly: whatever the lock does not list is removed, so the environment is the lock, nothing more. It keeps the
+# pip of a virtualenv made by `python -m venv` (an older checkout's), so such a one is made anew.
+$(BIN)/.installed: pyproject.toml uv.lock
+	grep -qs '^uv = ' $(VENV)/pyvenv.cfg || rm -rf $(VENV)
+	$(UV) sync --locked --quiet
 	touch $@
 
 install: $(BIN)/.installed
 
+lock: ## newest releases within pyproject.toml's ranges, for the project and checkov's own environment
+	$(UV) lock --upgrade
+	$(UV) lock --upgrade --project tools/checkov
+
 plan: install ## offline plan of STACK (default: every stack) into out/
 	$(BIN)/gke-inference plan $(STACK)
 
-checkov: plan ## checkov on every stack's rendered manifests (own virtualenv .ci-checkov-venv)
+checkov: plan ## checkov on every stack's rendered manifests (own locked environment, tools/checkov)
 	.ci/checkov
 
 lint: install
@@ -33,4 +41,4 @@ bench: install ## plan-time, policy-pack and simulation benchmarks
 	$(BIN)/python benchmarks/simulate_time.py
 
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache .tools

@@ -108,11 +108,18 @@ def test_main_builds_the_pack_from_the_registry(monkeypatch: pytest.MonkeyPatch)
     assert built == {"name": PACK_NAME, "policies": POLICIES}
 
 
-def test_pulumi_policy_yaml_runs_python_from_the_project_venv() -> None:
+def test_the_pack_runs_in_the_programs_locked_environment() -> None:
+    """Pulumi syncs the program's and the pack's interpreter with uv: both must name the one environment (the pack's
+    path is relative to its own directory), and the pack must not be a uv project of its own (its exact sync would
+    strip the program's packages from that environment)."""
     import yaml
 
-    manifest = yaml.safe_load((REPO / "policies" / "PulumiPolicy.yaml").read_text())
-    assert manifest["runtime"] == {"name": "python", "options": {"virtualenv": "../.venv"}}
+    program = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["runtime"]
+    pack = yaml.safe_load((REPO / "policies" / "PulumiPolicy.yaml").read_text())["runtime"]
+    assert program["name"] == pack["name"] == "python"
+    assert program["options"]["toolchain"] == pack["options"]["toolchain"] == "uv"
+    assert (REPO / "policies" / pack["options"]["virtualenv"]).resolve() == (REPO / program["options"]["virtualenv"]).resolve()
+    assert not (REPO / "policies" / "pyproject.toml").exists()
 
 
 # ---------------------------------------------------------------------- per-environment config
