@@ -5,7 +5,7 @@ STACK ?=
 UV := tools/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install lock plan checkov test lint bench clean
+.PHONY: install lock plan checkov test lint check-config bench clean
 
 # --locked: fail, rather than re-resolve, when pyproject.toml and uv.lock disagree (run `make lock`). uv syncs
 # exactly: whatever the lock does not list is removed, so the environment is the lock, nothing more. It keeps the
@@ -27,7 +27,11 @@ plan: install ## offline plan of STACK (default: every stack) into out/
 checkov: plan ## checkov on every stack's rendered manifests (own locked environment, tools/checkov)
 	.ci/checkov
 
-lint: install
+check-config: install ## Renovate's config and the workflows against their published schemas (shipped offline)
+	$(BIN)/check-jsonschema --builtin-schema vendor.renovate renovate.json
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+lint: check-config
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

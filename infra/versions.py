@@ -1,13 +1,17 @@
 """Every pinned version in one place: Kubernetes API level, charts, CRDs, images.
 
-Bumping a version is a one-line change here, reviewed in a pull request with its plan diff. Each
-pin carries a ``# renovate:`` comment naming where new releases come from.
+Bumping a version is a one-line change here, reviewed in a pull request with its plan diff. Renovate
+opens those pull requests (renovate.json): the ``# renovate:`` comment above each pin names the datasource
+new releases come from, and a versioning scheme where a tag is not plain semver. An Image's or a Chart's
+name is its depName; a bare version string names its depName in the comment. A pin written from another
+(ENDPOINT_PICKER_IMAGE, the CRD URL) follows it and carries no comment.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+# renovate: datasource=endoflife-date depName=google-kubernetes-engine extractVersion=^(?<version>\d+\.\d+)
 KUBERNETES_MINOR = "1.34"
 """Kubernetes API level the rendered manifests are validated against (GKE REGULAR channel, 2026-11)."""
 
@@ -44,38 +48,38 @@ class Chart:
     version: str
 
 
-# renovate: datasource=docker depName=registry.k8s.io/lws/charts/lws
+# renovate: datasource=docker
 LWS_CHART = Chart("oci://registry.k8s.io/lws/charts/lws", "0.10.0")
 """LeaderWorkerSet controller and CRD (kubernetes-sigs/lws v0.10.0, 2026-08-11; seed 001 used v0.4.0)."""
 
-# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-v2-images/pathways/proxy_server
+# renovate: datasource=docker versioning=regex:^jax-(?<major>\d+)\.(?<minor>\d+)\.(?<patch>\d+)$
 PATHWAYS_PROXY_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-v2-images/pathways/proxy_server", "jax-0.5.3")
-# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-v2-images/pathways/server
+# renovate: datasource=docker versioning=regex:^jax-(?<major>\d+)\.(?<minor>\d+)\.(?<patch>\d+)$
 PATHWAYS_SERVER_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-v2-images/pathways/server", "jax-0.5.3")
 """Pathways resource manager and workers: one build for every pod of a group, matching the proxy's tag (a drift
 breaks with 'Pathways client is at an incompatible protocol version'). jax-0.5.3 is the tag GKE's samples pair
 with jetstream-pathways:v0.2.0; newer tags are not validated with it."""
-# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-pathways
+# renovate: datasource=docker
 JETSTREAM_PATHWAYS_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-pathways", "v0.2.0")
 """MaxText + JetStream server for Pathways (JetStream is archived upstream; last image line)."""
-# renovate: datasource=docker depName=us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-http
+# renovate: datasource=docker
 JETSTREAM_HTTP_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-http", "v0.2.3")
 
-# renovate: datasource=docker depName=gcr.io/gke-release/custom-metrics-stackdriver-adapter
+# renovate: datasource=docker versioning=regex:^v(?<major>\d+)\.(?<minor>\d+)\.(?<patch>\d+)-gke\.(?<build>\d+)$
 METRICS_ADAPTER_IMAGE = Image("gcr.io/gke-release/custom-metrics-stackdriver-adapter", "v0.16.9-gke.0")
 """Custom Metrics Stackdriver Adapter (GoogleCloudPlatform/k8s-stackdriver @673c7dd8, 2026-08-18)."""
 
-# renovate: datasource=docker depName=vllm/vllm-openai
+# renovate: datasource=docker
 VLLM_IMAGE = Image("vllm/vllm-openai", "v0.33.0")
 """vLLM's OpenAI server for GPUs (vLLM 0.33.0, 2026-11): every rendered flag and metric is checked against this release."""
-# renovate: datasource=docker depName=vllm/vllm-tpu
+# renovate: datasource=docker
 VLLM_TPU_IMAGE = Image("vllm/vllm-tpu", "v0.33.0")
 """The same vLLM release built for TPUs (tpu-inference backend)."""
-# renovate: datasource=docker depName=nvcr.io/nvidia/tritonserver
+# renovate: datasource=docker
 TRITON_IMAGE = Image("nvcr.io/nvidia/tritonserver", "26.07-vllm-python-py3")
 """Triton 2.71.0 with its vLLM backend (NGC 26.07, the current release in triton-inference-server/server's README)."""
 
-# renovate: datasource=github-tags depName=llm-d/llm-d-router
+# renovate: datasource=github-releases depName=llm-d/llm-d-router
 ROUTER_VERSION = "v0.10.0"
 """llm-d/llm-d-router (2026-08-17): the endpoint picker and the InferenceObjective API left GIE for it in 2026-06."""
 ENDPOINT_PICKER_IMAGE = Image("ghcr.io/llm-d/llm-d-router-endpoint-picker", ROUTER_VERSION)
