@@ -16,12 +16,9 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 Lock = list[dict[str, Any]]
-DEFAULT_GROUPS = ("dev",)
-"""`uv sync` installs the `dev` dependency group unless told otherwise; pyproject.toml sets no other default."""
-
-
-def project_name(pyproject: Path) -> str:
-    return canonicalize_name(tomllib.loads(pyproject.read_text())["project"]["name"])
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+DEFAULT_GROUPS = tuple(PYPROJECT.get("tool", {}).get("uv", {}).get("default-groups", ["dev"]))
+"""The dependency groups `uv sync` installs: `[tool.uv] default-groups`, which is `dev` when unset."""
 
 
 def required(
@@ -72,7 +69,7 @@ def lock_of(path: Path) -> Lock:
     return tomllib.loads(path.read_text())["package"]
 
 
-ROOT = project_name(REPO / "pyproject.toml")
+ROOT = canonicalize_name(PYPROJECT["project"]["name"])
 LOCK = lock_of(REPO / "uv.lock")
 
 
@@ -131,3 +128,11 @@ def test_the_walk_follows_markers_forks_extras_and_groups(
 ) -> None:
     always = {"app": "1.0", "a": "2.0", "b": "1.5", "bx": "0.1"}  # never "by": only extra x is asked for
     assert required(TOY, "app", groups, env) == always | want
+
+
+def test_the_license_is_an_spdx_expression() -> None:
+    """PEP 639: the table form (`{text = ...}`) is deprecated and warns on every build."""
+    from packaging.licenses import canonicalize_license_expression
+
+    license_ = PYPROJECT["project"]["license"]
+    assert isinstance(license_, str) and canonicalize_license_expression(license_) == license_

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from typing import Any
 
-import pytest
 from conftest import REPO
 from model_serving_helpers import CHART, Stack
 from serving_helpers import walk_containers
@@ -201,12 +200,11 @@ def test_every_image_chart_and_crd_the_stacks_render_comes_from_versions_py(stac
     assert all(":" in ref.rsplit("/", 1)[-1] and not ref.endswith(":latest") for ref in images)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_the_check_sees_a_stray_image(stacks: dict[str, Stack], stack: str) -> None:
+def test_the_check_sees_a_stray_image(stacks: dict[str, Stack]) -> None:
     """An image written outside versions.py, anywhere in a resource's inputs, is caught."""
     stray = {
         "type": "kubernetes:apps/v1:Deployment",
         "inputs": {"spec": {"template": {"spec": {"containers": [{"image": "busybox:1.37"}]}}}},
     }
-    changed = {**stacks, stack: Stack(stacks[stack].cfg, [*stacks[stack].items, stray], {}, {})}
+    changed = {**stacks, "dev": Stack(stacks["dev"].cfg, [*stacks["dev"].items, stray], {}, {})}
     assert rendered(changed)[0] - rendered(stacks)[0] == {"busybox:1.37"}
