@@ -136,3 +136,10 @@ def test_the_license_is_an_spdx_expression() -> None:
 
     license_ = PYPROJECT["project"]["license"]
     assert isinstance(license_, str) and canonicalize_license_expression(license_) == license_
+
+
+def test_the_workflows_pulumi_cli_version_is_the_installed_sdks() -> None:
+    import subprocess
+
+    printed = subprocess.run([REPO / "tools" / "locked-version", "pulumi"], capture_output=True, text=True, check=True).stdout
+    assert printed.strip() == metadata.version("pulumi") == required(LOCK, ROOT)["pulumi"]

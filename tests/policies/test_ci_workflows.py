@@ -62,3 +62,31 @@ def test_deploys_run_in_promotion_order_through_environments() -> None:
     assert all(jobs[e]["with"]["stack"] == e for e in ("dev", "staging", "prod"))
     up = load(next(p for p in WORKFLOWS if p.name == "pulumi-up.yml"))["jobs"]["up"]
     assert up["environment"] == "${{ inputs.stack }}"
+
+
+def steps_of(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
+    return [(name, job["steps"]) for name, job in load(path)["jobs"].items() if "steps" in job]
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_every_job_installs_from_the_lock_with_the_pinned_uv(path: Path) -> None:
+    """setup-uv (which reads pyproject.toml's required-version) comes before the first command, and UV_LOCKED makes
+    every `uv sync` (make's and Pulumi's own) install uv.lock or fail."""
+    assert load(path)["env"]["UV_LOCKED"] == "1"
+    for name, steps in steps_of(path):
+        first_run = next(i for i, s in enumerate(steps) if "run" in s)
+        setup = [i for i, s in enumerate(steps) if s.get("uses", "").startswith("astral-sh/setup-uv@")]
+        assert setup and setup[0] < first_run, name
+        assert "version" not in steps[setup[0]].get("with", {}), f"{name}: the uv version is pyproject.toml's"
+
+
+@pytest.mark.parametrize("path", [p for p in WORKFLOWS if "pulumi/actions@" in p.read_text()], ids=lambda p: p.name)
+def test_the_pulumi_cli_is_the_locked_sdk_release(path: Path) -> None:
+    for name, steps in steps_of(path):
+        for i, step in enumerate(steps):
+            if not step.get("uses", "").startswith("pulumi/actions@"):
+                continue
+            ref = re.fullmatch(r"\$\{\{ steps\.(?P<id>[\w-]+)\.outputs\.version \}\}", step["with"]["pulumi-version"])
+            assert ref, name
+            [source] = [s for s in steps[:i] if s.get("id") == ref["id"]]
+            assert "tools/locked-version pulumi" in source["run"], name
