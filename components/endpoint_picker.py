@@ -19,7 +19,13 @@ import yaml
 
 from components.k8s_types import CamelModel
 from components.pod_security import restricted_container, restricted_pod
-from components.serving_objects import GMP_NAMESPACE, GOOGLE_HEALTH_CHECK_RANGES, LabelSelector, PodMonitoringSpec, ScrapeEndpoint
+from components.serving_objects import (
+    GMP_NAMESPACE,
+    GOOGLE_HEALTH_CHECK_RANGES,
+    LabelSelector,
+    disruption_budget,
+    pod_monitoring,
+)
 
 POOL_API = "inference.networking.k8s.io/v1"
 OBJECTIVE_API = "llm-d.ai/v1alpha2"
@@ -249,25 +255,15 @@ class EndpointPicker(pulumi.ComponentResource):
             ).to_k8s(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[service]),
         )
-        k8s.apiextensions.CustomResource(
+        pod_monitoring(
             f"{name}-epp-podmonitoring",
-            api_version="monitoring.googleapis.com/v1",
-            kind="PodMonitoring",
-            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns, labels=managed),
-            spec=PodMonitoringSpec(
-                selector=LabelSelector(match_labels=labels),
-                endpoints=(ScrapeEndpoint(port="metrics", interval=args.scrape_interval),),
-            ).to_k8s(),
-            opts=child,
+            meta.ObjectMetaArgs(name=epp, namespace=ns, labels=managed),
+            labels,
+            "metrics",
+            args.scrape_interval,
+            child,
         )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-epp-pdb",
-            metadata=meta.ObjectMetaArgs(name=epp, namespace=ns),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=labels)
-            ),
-            opts=child,
-        )
+        disruption_budget(f"{name}-epp-pdb", meta.ObjectMetaArgs(name=epp, namespace=ns), labels, child)
         net = k8s.networking.v1
         proxies = [
             net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c))

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components.identity import workload_principal
 from components.model_server import checkov_annotations
+from components.serving_objects import disruption_budget
 
 NAMESPACE = "custom-metrics"
 ACCOUNT = "custom-metrics-stackdriver-adapter"
@@ -190,14 +191,7 @@ class MetricsAdapter(pulumi.ComponentResource):
             ),
             opts=in_ns,
         )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta.ObjectMetaArgs(name=ACCOUNT, namespace=NAMESPACE),
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=labels)
-            ),
-            opts=in_ns,
-        )
+        disruption_budget(f"{name}-pdb", meta.ObjectMetaArgs(name=ACCOUNT, namespace=NAMESPACE), labels, in_ns)
         # The aggregated API is called by the control plane, whose source address is not a stable pod or CIDR:
         # admit the serving port only.
         k8s.networking.v1.NetworkPolicy(

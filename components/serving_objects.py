@@ -53,20 +53,20 @@ class Scaling:
     metric: str
     target: float
     scale_up_period_s: int
-    """At most one replica added per period: a replica is useful only once it has started."""
+    """At most one replica added, or removed, per period: a replica is useful only once it has started."""
     scale_down_window_s: int
     """Stabilization before removing a replica; a removed replica costs its start time to bring back."""
 
 
 @dataclass(frozen=True)
-class ServingObjectsArgs:
+class Endpoint:
+    """What an engine's component says of its server: the Service, and from it the serving objects."""
+
     namespace: str
-    workload: str
-    pod_labels: Mapping[str, str]
-    """Labels of every pod of the workload (the PDB and NetworkPolicy select them)."""
-    metrics_labels: Mapping[str, str]
-    """Labels of the pods exposing the metric (for an LWS: the leader, whose metric the HPA reads)."""
-    serving_port: str
+    selector: Mapping[str, str]
+    """The pods the Service (and the PodMonitoring) select: the servers, or an LWS's leaders."""
+    ports: tuple[tuple[str, int], ...]
+    """(name, number) of the Service's ports, each targeting the container port of that name; the first serves."""
     metrics_port: str
     scrape_interval: str
     scale_target: k8s.autoscaling.v2.CrossVersionObjectReferenceArgs
@@ -77,45 +77,84 @@ class ServingObjectsArgs:
     """Labels of pods in the namespace that read the serving port (the endpoint picker scrapes /metrics there)."""
 
 
+@dataclass(frozen=True)
+class ServingObjectsArgs:
+    workload: str
+    endpoint: Endpoint
+
+    @property
+    def pod_labels(self) -> dict[str, str]:
+        """Labels of every pod of the workload (the PDB and NetworkPolicy select them)."""
+        return {NAME_LABEL: self.workload}
+
+    @property
+    def serving_port(self) -> str:
+        return self.endpoint.ports[0][0]
+
+
+def pod_monitoring(
+    resource_name: str,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    selector: Mapping[str, str],
+    port: str,
+    interval: str,
+    opts: pulumi.ResourceOptions,
+) -> k8s.apiextensions.CustomResource:
+    """Managed Prometheus scrapes the named port of the selected pods."""
+    return k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version=POD_MONITORING_API,
+        kind="PodMonitoring",
+        metadata=metadata,
+        spec=PodMonitoringSpec(
+            selector=LabelSelector(match_labels=dict(selector)), endpoints=(ScrapeEndpoint(port=port, interval=interval),)
+        ).to_k8s(),
+        opts=opts,
+    )
+
+
+def disruption_budget(
+    resource_name: str, metadata: k8s.meta.v1.ObjectMetaArgs, selector: Mapping[str, str], opts: pulumi.ResourceOptions
+) -> k8s.policy.v1.PodDisruptionBudget:
+    """One pod at a time: node drains and upgrades proceed, a whole serving group never goes at once."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        resource_name,
+        metadata=metadata,
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(selector))
+        ),
+        opts=opts,
+    )
+
+
 class ServingObjects(pulumi.ComponentResource):
     """Monitoring, autoscaling and disruption/network guards for one workload."""
 
     def __init__(self, name: str, args: ServingObjectsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:k8s:ServingObjects", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        meta = k8s.meta.v1.ObjectMetaArgs(name=args.workload, namespace=args.namespace, labels=dict(MANAGED_BY))
-        k8s.apiextensions.CustomResource(
+        meta = k8s.meta.v1.ObjectMetaArgs(name=args.workload, namespace=args.endpoint.namespace, labels=dict(MANAGED_BY))
+        pod_monitoring(
             f"{name}-podmonitoring",
-            api_version=POD_MONITORING_API,
-            kind="PodMonitoring",
-            metadata=meta,
-            spec=PodMonitoringSpec(
-                selector=LabelSelector(match_labels=dict(args.metrics_labels)),
-                endpoints=(ScrapeEndpoint(port=args.metrics_port, interval=args.scrape_interval),),
-            ).to_k8s(),
-            opts=child,
+            meta,
+            args.endpoint.selector,
+            args.endpoint.metrics_port,
+            args.endpoint.scrape_interval,
+            child,
         )
-        if args.scaling is not None:
+        if args.endpoint.scaling is not None:
             k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=meta, spec=hpa_spec(args), opts=child)
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-pdb",
-            metadata=meta,
-            # One pod at a time: node drains and upgrades proceed, a whole serving group never goes at once.
-            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(args.pod_labels))
-            ),
-            opts=child,
-        )
+        disruption_budget(f"{name}-pdb", meta, args.pod_labels, child)
         k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta, spec=network_policy_spec(args), opts=child)
         self.register_outputs({})
 
 
 def hpa_spec(args: ServingObjectsArgs) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
-    scaling = args.scaling
+    scaling = args.endpoint.scaling
     assert scaling is not None
     v2 = k8s.autoscaling.v2
     return v2.HorizontalPodAutoscalerSpecArgs(
-        scale_target_ref=args.scale_target,
+        scale_target_ref=args.endpoint.scale_target,
         min_replicas=scaling.min_replicas,
         max_replicas=scaling.max_replicas,
         metrics=[
@@ -154,10 +193,12 @@ def network_policy_spec(args: ServingObjectsArgs) -> k8s.networking.v1.NetworkPo
     pods = k8s.meta.v1.LabelSelectorArgs(match_labels=dict(args.pod_labels))
     serving = [net.NetworkPolicyPortArgs(port=args.serving_port, protocol="TCP")]
     sources = [
-        net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c)) for c in (*args.ingress_cidrs, *GOOGLE_HEALTH_CHECK_RANGES)
+        net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c))
+        for c in (*args.endpoint.ingress_cidrs, *GOOGLE_HEALTH_CHECK_RANGES)
     ]
     sources += [
-        net.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(s))) for s in args.scrapers
+        net.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=dict(s)))
+        for s in args.endpoint.scrapers
     ]
     collectors = net.NetworkPolicyPeerArgs(
         namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": GMP_NAMESPACE})
@@ -169,27 +210,10 @@ def network_policy_spec(args: ServingObjectsArgs) -> k8s.networking.v1.NetworkPo
             net.NetworkPolicyIngressRuleArgs(from_=[net.NetworkPolicyPeerArgs(pod_selector=pods)]),
             net.NetworkPolicyIngressRuleArgs(from_=sources, ports=serving),
             net.NetworkPolicyIngressRuleArgs(
-                from_=[collectors], ports=[net.NetworkPolicyPortArgs(port=args.metrics_port, protocol="TCP")]
+                from_=[collectors], ports=[net.NetworkPolicyPortArgs(port=args.endpoint.metrics_port, protocol="TCP")]
             ),
         ],
     )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A server's ClusterIP Service and its serving objects: what every engine's component renders the same way."""
-
-    namespace: str
-    selector: Mapping[str, str]
-    """The pods the Service (and the PodMonitoring) select: the servers, or an LWS's leaders."""
-    ports: tuple[tuple[str, int], ...]
-    """(name, number) of the Service's ports, each targeting the container port of that name; the first serves."""
-    metrics_port: str
-    scrape_interval: str
-    scale_target: k8s.autoscaling.v2.CrossVersionObjectReferenceArgs
-    scaling: Scaling | None
-    ingress_cidrs: tuple[str, ...] = ()
-    scrapers: tuple[Mapping[str, str], ...] = ()
 
 
 def serve(
@@ -206,21 +230,5 @@ def serve(
         ),
         opts=pulumi.ResourceOptions(parent=parent),
     )
-    ServingObjects(
-        name,
-        ServingObjectsArgs(
-            namespace=e.namespace,
-            workload=name,
-            pod_labels={NAME_LABEL: name},
-            metrics_labels=e.selector,
-            serving_port=e.ports[0][0],
-            metrics_port=e.metrics_port,
-            scrape_interval=e.scrape_interval,
-            scale_target=e.scale_target,
-            scaling=e.scaling,
-            ingress_cidrs=e.ingress_cidrs,
-            scrapers=e.scrapers,
-        ),
-        pulumi.ResourceOptions(parent=parent, depends_on=after),
-    )
+    ServingObjects(name, ServingObjectsArgs(workload=name, endpoint=e), pulumi.ResourceOptions(parent=parent, depends_on=after))
     return service

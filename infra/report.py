@@ -66,7 +66,7 @@ def cost_lines(cfg: StackConfig, catalog: Catalog) -> list[CostLine]:
         lines.append(
             CostLine(
                 f"tpu_pools.{name}",
-                f"{tpu.slice.generation.name} {tpu.slice.topology}",
+                tpu.slice.shape,
                 provisioning,
                 chips * per_pool_min,
                 chips * per_pool_max,
@@ -227,7 +227,7 @@ def mermaid(cfg: StackConfig) -> str:
     lines = ["flowchart LR", f'  cluster["GKE {resource_prefix(cfg)}<br/>{cfg.region}"]']
     for name, t in cfg.tpu_pools.items():
         lines.append(
-            f'  {_node_id("pool", name)}["{name}<br/>{t.slice.generation.name} {t.slice.topology} x{t.config.slices}<br/>{t.slice.vms}x {t.slice.machine_type}"]'
+            f'  {_node_id("pool", name)}["{name}<br/>{t.slice.shape} x{t.config.slices}<br/>{t.slice.vms}x {t.slice.machine_type}"]'
         )
         lines.append(f"  cluster --> {_node_id('pool', name)}")
     for name, g in cfg.gpu_pools.items():

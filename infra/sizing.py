@@ -145,7 +145,7 @@ def tpu_fit(
         devices=slice_.chips,
         device_memory_gb=slice_.generation.hbm_gb_per_chip,
         engine=ENGINES["jetstream-pathways"],
-        shape=f"{slice_.generation.name} {slice_.topology}",
+        shape=slice_.shape,
     )
 
 
@@ -228,7 +228,7 @@ def tpu_server_fit(
         devices=slice_.chips,
         device_memory_gb=slice_.generation.hbm_gb_per_chip,
         engine=EngineProfile(gpu_memory_utilization, ENGINES["vllm"].reserve_gb_per_device),
-        shape=f"{slice_.generation.name} {slice_.topology}",
+        shape=slice_.shape,
     )
 
 

@@ -51,7 +51,7 @@ def single_host_topology(gen: TpuGeneration, machine_type: str) -> str | None:
 
 def slice_text(slice_: TpuSlice) -> str:
     """How messages name a slice: 'v6e 4x4 (4x ct6e-standard-4t)'."""
-    return f"{slice_.generation.name} {slice_.topology} ({slice_.vms}x {slice_.machine_type})"
+    return f"{slice_.shape} ({slice_.vms}x {slice_.machine_type})"
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ def _tpu_shape(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     if slice_ is None:
         return
     if slice_.multi_host and get(args.props, "placementPolicy.type") != "COMPACT":
-        yield f"a multi-host {gen.name} {slice_.topology} slice needs placementPolicy.type COMPACT"
+        yield f"a multi-host {slice_.shape} slice needs placementPolicy.type COMPACT"
     if slice_.multi_host and len(pool.zones) != 1:
         yield f"a multi-host slice lives in one zone; nodeLocations has {len(pool.zones)}"
     for zone in pool.zones:

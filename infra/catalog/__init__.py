@@ -64,6 +64,11 @@ class TpuSlice(_Frozen):
     def multi_host(self) -> bool:
         return self.vms > 1
 
+    @property
+    def shape(self) -> str:
+        """How reports and messages name the slice, e.g. "v6e 4x4"."""
+        return f"{self.generation.name} {self.topology}"
+
 
 class GpuType(_Frozen):
     name: str

@@ -129,7 +129,7 @@ def _jetstream(
             ns_path(*base, "tpu_pools"),
             "MaxText's disaggregated server runs prefill and decode on one slice each of fixed shapes",
             f"slices of {shapes_text}",
-            f"{slice_.generation.name} {slice_.topology} ({slice_.chips} chips)",
+            f"{slice_.shape} ({slice_.chips} chips)",
         )
         return None
     fit = sizing.tpu_fit(
