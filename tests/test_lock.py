@@ -7,7 +7,6 @@ import sysconfig
 import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,12 +64,8 @@ def installed() -> dict[str, str]:
     return {canonicalize_name(d.metadata["Name"]): d.version for d in metadata.distributions(path=paths)}
 
 
-def lock_of(path: Path) -> Lock:
-    return tomllib.loads(path.read_text())["package"]
-
-
 ROOT = canonicalize_name(PYPROJECT["project"]["name"])
-LOCK = lock_of(REPO / "uv.lock")
+LOCK: Lock = tomllib.loads((REPO / "uv.lock").read_text())["package"]
 
 
 def test_the_installed_set_is_the_lock() -> None:
