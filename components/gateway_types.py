@@ -102,7 +102,12 @@ class TargetRef(CamelModel):
 
 
 class HttpHealthCheck(CamelModel):
+    """GoogleCloudPlatform/gke-gateway-api @fc40d606 `config/crd/networking.gke.io_healthcheckpolicies.yaml`: a
+    `port` is allowed only with `portSpecification: USE_FIXED_PORT` (the default, USE_SERVING_PORT, forbids it, and
+    the CEL rules read `portSpecification` unguarded, so leaving it out fails admission)."""
+
     request_path: str
+    port_specification: Literal["USE_FIXED_PORT"] = "USE_FIXED_PORT"
     port: int
 
 

@@ -250,6 +250,8 @@ def walk(cfg: StackConfig, objs: Objects, name: str) -> None:
         probe["port"] if isinstance(probe["port"], int) else resolve(probe["port"], {"spec": {"containers": [probe_container]}})
     )
     assert check["httpHealthCheck"]["port"] == probe_port == serving_port
+    # GKE's CRD admits a port only with USE_FIXED_PORT (the default, USE_SERVING_PORT, forbids one).
+    assert check["httpHealthCheck"].get("portSpecification") == "USE_FIXED_PORT"
     assert serving_port in container_ports(server).values()
 
     # Backend: the streaming timeout, no session affinity (InferencePool targets refuse it), IAP as configured.

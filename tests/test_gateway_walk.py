@@ -174,6 +174,7 @@ MUTATIONS: dict[str, Mutation] = {
     "health policy on another target": edit(_health_target, "name", lambda v: f"{v}-x"),
     "health path wrong": edit(_health, "requestPath", lambda _: "/healthz"),
     "health port wrong": edit(_health, "port", lambda v: v + 1),
+    "health port given without USE_FIXED_PORT": edit(_health, "portSpecification", lambda _: None),
     "timeout wrong": edit(_backend, "timeoutSec", lambda v: v + 1),
     "session affinity": edit(_backend, "sessionAffinity", lambda _: {"type": "CLIENT_IP"}),
     "iap flipped": edit(_backend, "iap", lambda v: None if v else {"enabled": True}),
