@@ -138,8 +138,17 @@ class BackendLogging(CamelModel):
     """Out of 1,000,000: every request is logged."""
 
 
+class SecretRef(CamelModel):
+    name: str
+
+
 class Iap(CamelModel):
-    enabled: bool
+    """gke-gateway-api @fc40d606 `gcpbackendpolicy_types.go`: when enabled, `clientID` and `oauth2ClientSecret` (a
+    Secret in the policy's namespace holding the client secret under `key`) must be set."""
+
+    enabled: Literal[True] = True
+    client_id: str = Field(alias="clientID")
+    oauth2_client_secret: SecretRef
 
 
 class BackendDefault(CamelModel):

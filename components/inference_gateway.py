@@ -42,6 +42,18 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class IapClient:
+    """The OAuth client IAP signs users in with; the secret reaches the cluster only as a Secret's data."""
+
+    client_id: str
+    client_secret: pulumi.Input[str]
+
+
+IAP_SECRET_KEY = "key"
+"""The data key GKE reads the OAuth client secret from (GKE's "Configure IAP" for Gateway: `--from-literal=key=`)."""
+
+
+@dataclass(frozen=True)
 class GatewayArgs:
     namespace: str
     gateway_class: str
@@ -54,7 +66,8 @@ class GatewayArgs:
     hostname: str | None
     certificate: str | None
     """Certificate Manager certificate: an HTTPS listener on 443; None: HTTP only (dev, or an internal gateway)."""
-    iap: bool
+    iap: IapClient | None
+    """IAP on every backend (None: off)."""
     backends: tuple[Backend, ...]
 
 
@@ -113,13 +126,19 @@ def health_spec(b: Backend) -> gt.HealthCheckPolicySpec:
     )
 
 
-def backend_spec(b: Backend, iap: bool) -> gt.BackendPolicySpec:
+def iap_secret_name(gateway: str) -> str:
+    return f"{gateway}-iap-oauth-client"
+
+
+def backend_spec(b: Backend, iap: IapClient | None, gateway: str) -> gt.BackendPolicySpec:
     return gt.BackendPolicySpec(
         target_ref=target_ref(b),
         default=gt.BackendDefault(
             timeout_sec=b.timeout_s,
             logging=gt.BackendLogging(enabled=True, sample_rate=1_000_000),
-            iap=gt.Iap(enabled=True) if iap else None,
+            iap=gt.Iap(client_id=iap.client_id, oauth2_client_secret=gt.SecretRef(name=iap_secret_name(gateway)))
+            if iap
+            else None,
         ),
     )
 
@@ -166,7 +185,17 @@ class InferenceGateway(pulumi.ComponentResource):
             ).to_k8s(),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, address]),
         )
+        iap_secrets: dict[str, k8s.core.v1.Secret] = {}
         for b in args.backends:
+            if args.iap and b.namespace not in iap_secrets:
+                # The policy reads the client secret from its own namespace: one Secret per backend namespace.
+                iap_secrets[b.namespace] = k8s.core.v1.Secret(
+                    f"{name}-iap-{b.namespace}",
+                    metadata=meta.ObjectMetaArgs(name=iap_secret_name(name), namespace=b.namespace),
+                    type="Opaque",
+                    string_data={IAP_SECRET_KEY: args.iap.client_secret},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(b.depends_on)),
+                )
             route = b.model.replace(".", "-")
             k8s.apiextensions.CustomResource(
                 f"{name}-route-{route}",
@@ -191,8 +220,10 @@ class InferenceGateway(pulumi.ComponentResource):
                 api_version=POLICY_API,
                 kind="GCPBackendPolicy",
                 metadata=meta.ObjectMetaArgs(name=b.name, namespace=b.namespace),
-                spec=backend_spec(b, args.iap).to_k8s(),
-                opts=after,
+                spec=backend_spec(b, args.iap, name).to_k8s(),
+                opts=pulumi.ResourceOptions(
+                    parent=self, depends_on=[*b.depends_on, *([iap_secrets[b.namespace]] if args.iap else [])]
+                ),
             )
         self.ip = address.address
         self.register_outputs({"ip": self.ip})

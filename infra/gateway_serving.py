@@ -17,10 +17,11 @@ import pulumi_kubernetes as k8s
 
 from components import pathways, triton, vllm
 from components.endpoint_picker import EndpointPicker, EndpointPickerArgs
-from components.inference_gateway import Backend, GatewayArgs, InferenceGateway, model_prefix
+from components.inference_gateway import Backend, GatewayArgs, IapClient, InferenceGateway, model_prefix
 from components.model_server import checkov_annotations
 from components.serving_objects import NAME_LABEL, ROLE_LABEL
 from infra import versions
+from infra.config import NAMESPACE as CONFIG_NAMESPACE
 from infra.config import StackConfig, Workload
 from infra.serving_common import checkov_skips, image_exceptions
 
@@ -144,7 +145,7 @@ def build(
             http_port=gw.listener_port,
             hostname=gw.hostname,
             certificate=gw.tls.certificate if gw.tls else None,
-            iap=gw.iap_enabled,
+            iap=iap_client(cfg),
             backends=tuple(backends),
         ),
         pulumi.ResourceOptions.merge(gcp_opts, k8s_opts),
@@ -157,6 +158,15 @@ def build(
     for name, workload in exposed(cfg).items():
         outputs[f"{name}_example"] = base.apply(partial(example_request, workload=workload))
     return outputs
+
+
+def iap_client(cfg: StackConfig) -> IapClient | None:
+    """IAP's OAuth client: the ID from the stack file, the secret from secret config (the checks made both present)."""
+    gw = cfg.gateway
+    if not gw.iap_enabled:
+        return None
+    assert gw.iap is not None and gw.iap.client_id is not None
+    return IapClient(gw.iap.client_id, pulumi.Config(CONFIG_NAMESPACE).require_secret("iap_client_secret"))
 
 
 def picker_annotations() -> dict[str, str]:

@@ -12,7 +12,7 @@ import yaml
 
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
-from infra.config import StackConfig, load_config
+from infra.config import StackConfig
 from infra.plan import StackFile
 from infra.render import write
 
@@ -143,5 +143,5 @@ def gateway_stacks(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[
     for name, raw in ((EXTERNAL, external_raw()), (VARIANT, variant_raw())):
         path = tmp / f"Pulumi.{name}.yaml"
         path.write_text(yaml.safe_dump({"config": raw}))
-        out[name] = (load_config(raw, stack=name), plan(path))
+        out[name] = (StackFile.read(path).load(), plan(path))
     return out

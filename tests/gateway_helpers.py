@@ -16,7 +16,7 @@ import yaml
 from conftest import BASE, H100_POOL, REPO, STACKS, WIDE_WORKLOAD, mutate
 
 from components.endpoint_picker import EXT_PROC_PORT
-from components.inference_gateway import CERT_OPTION
+from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
 from components.serving_namespace import ROUTES_LABEL
 from infra.config import StackConfig, Workload
 from infra.gateway_serving import GATEWAY_NAME, NAMESPACE, timeout_s, uses_pool
@@ -44,6 +44,9 @@ def plan(path: Path) -> Items:
     return [r.as_json() for r in run(StackFile.read(path)).resources]
 
 
+IAP_CLIENT_ID = "123456789-abcdef.apps.googleusercontent.com"
+
+
 def external_raw() -> dict[str, Any]:
     """BASE in staging behind an external HTTPS gateway with a hostname, plus a vLLM replica spanning two H100 nodes
     (an LWS: the pool must hold its leaders and not its workers)."""
@@ -56,8 +59,10 @@ def external_raw() -> dict[str, Any]:
             "gateway_class": "gke-l7-regional-external-managed",
             "tls": {"certificate": "my-cert"},
             "hostname": "api.example.com",
+            "iap": {"client_id": IAP_CLIENT_ID},
         },
     )
+    raw[f"{NS}:iap_client_secret"] = {"secure": "v1:ciphertext"}
     raw[f"{NS}:gpu_pools"]["h100"] = copy.deepcopy(H100_POOL)
     raw[f"{NS}:workloads"]["wide"] = copy.deepcopy(WIDE_WORKLOAD)
     return raw
@@ -260,7 +265,15 @@ def walk(cfg: StackConfig, objs: Objects, name: str) -> None:
     default = backend[0]["spec"]["default"]
     assert default["timeoutSec"] == timeout_s(cfg, w)
     assert "sessionAffinity" not in default
-    assert default.get("iap") == ({"enabled": True} if gw.iap_enabled else None)
+    if gw.iap_enabled:
+        # IAP with its OAuth client: the ID, and a Secret in the policy's namespace holding the client secret.
+        assert gw.iap is not None
+        iap = default.get("iap") or {}
+        assert (iap.get("enabled"), iap.get("clientID")) == (True, gw.iap.client_id)
+        secret = objs.get(("Secret", ns, (iap.get("oauth2ClientSecret") or {}).get("name")))
+        assert secret is not None and set(secret["stringData"]) == {IAP_SECRET_KEY}
+    else:
+        assert "iap" not in default
 
 
 WALKED = (*SHIPPED, EXTERNAL, VARIANT)

@@ -18,6 +18,7 @@ from conftest import BASE, STACKS, mutate
 from gateway_helpers import (
     ADDRESS,
     EXTERNAL,
+    IAP_CLIENT_ID,
     NAMESPACE,
     NS,
     POOL_GROUP,
@@ -42,10 +43,11 @@ from pulumi.runtime.sync_await import _sync_await
 from test_platform import of_type
 
 from components.endpoint_picker import EXT_PROC_PORT, picker_labels
-from components.inference_gateway import CERT_OPTION
+from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
 from infra.cli import main
 from infra.config import ConfigError, StackConfig, load_config
 from infra.gateway_serving import GATEWAY_NAME, example_request, exposed, uses_pool
+from infra.plan import SECRET
 
 # ------------------------------------------------------------------------------------------------ the endpoint picker
 
@@ -166,7 +168,14 @@ def test_an_external_gateway_serves_https_with_its_certificate_behind_iap(
     assert routes and all(r["spec"]["hostnames"] == ["api.example.com"] for r in routes)
     assert all(r["spec"]["parentRefs"][0]["sectionName"] == "https" for r in routes)
     policies = of_kind(objs, "GCPBackendPolicy")
-    assert len(policies) == len(exposed(cfg)) and all(p["spec"]["default"]["iap"] == {"enabled": True} for p in policies)
+    assert len(policies) == len(exposed(cfg))
+    assert cfg.gateway.iap is not None and cfg.gateway.iap.client_id == IAP_CLIENT_ID
+    assert all(p["spec"]["default"]["iap"]["clientID"] == IAP_CLIENT_ID for p in policies)
+    # The client secret reaches the cluster only as a Secret's data, masked in everything plan writes.
+    secrets = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in of_kind(objs, "Secret")}
+    for p in policies:
+        ref = p["spec"]["default"]["iap"]["oauth2ClientSecret"]["name"]
+        assert secrets[(p["metadata"]["namespace"], ref)]["stringData"] == {IAP_SECRET_KEY: SECRET}
     [address] = of_type(items, ADDRESS)
     assert address["inputs"]["addressType"] == "EXTERNAL" and address["inputs"]["networkTier"] == "STANDARD"
     assert "subnetwork" not in address["inputs"] and address["inputs"]["region"] == cfg.region
@@ -288,6 +297,7 @@ def gateway_cfg(gateway: dict[str, Any]) -> StackConfig:
                 "gateway_class": "gke-l7-regional-external-managed",
                 "tls": {"certificate": "my-cert"},
                 "hostname": "api.example.com",
+                "iap": {"enabled": False},
             },
             "https://api.example.com",
         ),
@@ -317,14 +327,34 @@ def test_an_empty_certificate_is_refused() -> None:
 
 SAME_MODEL = {"engine": "vllm", "model": "llama-3.1-8b", "gpu_pool": "l4", "max_context": 4096, "max_num_seqs": 4}
 
+EXTERNAL_DEV = {"enabled": True, "gateway_class": "gke-l7-regional-external-managed"}
+
 BAD_GATEWAYS: list[tuple[str, list[tuple[str, Any]], str]] = [
     (
         "external gateway without TLS outside dev",
         [
             (f"{NS}:environment", "staging"),
-            (f"{NS}:gateway", {"enabled": True, "gateway_class": "gke-l7-regional-external-managed"}),
+            (f"{NS}:gateway", {"enabled": True, "gateway_class": "gke-l7-regional-external-managed", "iap": {"enabled": False}}),
         ],
         f"{NS}:gateway.tls: an external gateway serves HTTPS only outside dev (staging); expected a Certificate Manager certificate, got nothing",
+    ),
+    (
+        "external gateway with IAP by default and no OAuth client ID",
+        [(f"{NS}:gateway", {**EXTERNAL_DEV, "iap": None}), (f"{NS}:iap_client_secret", "s3cret")],
+        f"{NS}:gateway.iap.client_id: IAP is on (the default for an external gateway); GKE's GCPBackendPolicy needs the "
+        "OAuth client it signs users in with; expected an OAuth client ID (<number>-<id>.apps.googleusercontent.com), "
+        "or iap.enabled: false, got nothing",
+    ),
+    (
+        "IAP on an internal gateway without the client secret",
+        [(f"{NS}:gateway", {"enabled": True, "iap": {"client_id": IAP_CLIENT_ID}}), (f"{NS}:environment", "prod")],
+        f"{NS}:iap_client_secret: IAP is on; the OAuth client's secret is missing; expected the secret set with "
+        "`pulumi config set --secret iap_client_secret`, got nothing",
+    ),
+    (
+        "an IAP client secret with IAP off",
+        [(f"{NS}:gateway", {**EXTERNAL_DEV, "iap": {"enabled": False}}), (f"{NS}:iap_client_secret", "s3cret")],
+        f"{NS}:iap_client_secret: set while the gateway's IAP is off; expected no secret, or IAP on, got a secret",
     ),
     (
         "two exposed workloads serving the same model",
@@ -350,9 +380,11 @@ def test_bad_gateway_input_message(case: str, changes: list[tuple[str, Any]], me
     raw = BASE
     for path, value in changes:
         raw = mutate(raw, path, value)
+    secrets = {f"{NS}:iap_client_secret"} & raw.keys()
     with pytest.raises(ConfigError) as caught:
-        load_config(raw, stack="test")
+        load_config(raw, stack="test", secret_keys=secrets)
     assert str(caught.value).splitlines() == [message]
+    assert "s3cret" not in str(caught.value)
 
 
 def test_two_workloads_of_one_model_are_fine_when_the_routes_pick_one() -> None:

@@ -128,6 +128,10 @@ def _backend(objs: Objects, w: Workload) -> dict[str, Any]:
     return objs[("GCPBackendPolicy", w.config.namespace, w.name)]["spec"]["default"]
 
 
+def _iap(objs: Objects, w: Workload) -> dict[str, Any] | None:
+    return _backend(objs, w).get("iap")
+
+
 def _unlabel(objs: Objects, w: Workload) -> bool:
     objs[("Namespace", "", w.config.namespace)]["metadata"]["labels"].pop(ROUTES_LABEL)
     return True
@@ -178,6 +182,8 @@ MUTATIONS: dict[str, Mutation] = {
     "timeout wrong": edit(_backend, "timeoutSec", lambda v: v + 1),
     "session affinity": edit(_backend, "sessionAffinity", lambda _: {"type": "CLIENT_IP"}),
     "iap flipped": edit(_backend, "iap", lambda v: None if v else {"enabled": True}),
+    "iap without its OAuth client": edit(_iap, "clientID", lambda _: None),
+    "iap secret in another namespace's name": edit(_iap, "oauth2ClientSecret", lambda _: {"name": "other"}),
 }
 
 

@@ -179,6 +179,20 @@ class GatewayTls(_Section):
     )
 
 
+class GatewayIap(_Section):
+    """Identity-Aware Proxy on every backend (`GCPBackendPolicy.spec.default.iap`). The pinned API
+    (GoogleCloudPlatform/gke-gateway-api @fc40d606, `apis/networking/v1/gcpbackendpolicy_types.go`) requires the
+    OAuth client IAP signs users in with when it is enabled: its ID here, its secret in the secret config
+    `iap_client_secret` (the stack writes it into a Kubernetes Secret beside each policy)."""
+
+    enabled: bool = True
+    client_id: str | None = Field(
+        None,
+        pattern=r"^[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com$",
+        description="OAuth client ID (<number>-<id>.apps.googleusercontent.com); required when enabled.",
+    )
+
+
 class GatewayConfig(_Section):
     """One GKE Inference Gateway per environment: every exposed model under /models/<model>/ on one host."""
 
@@ -187,7 +201,7 @@ class GatewayConfig(_Section):
     listener_port: Annotated[int, Field(ge=1, le=65535)] = Field(80, description="Port of the HTTP listener (no TLS).")
     hostname: str | None = Field(None, description="Host the routes answer for; default: any.")
     tls: GatewayTls | None = Field(None, description="HTTPS on 443 with this certificate; required outside dev when external.")
-    iap: bool | None = Field(
+    iap: GatewayIap | None = Field(
         None, description="Identity-Aware Proxy in front of every backend; default: on for the external class."
     )
     routes: tuple[str, ...] | None = Field(None, description="Workloads to expose; default: every real-time server.")
@@ -204,7 +218,7 @@ class GatewayConfig(_Section):
 
     @property
     def iap_enabled(self) -> bool:
-        return self.external if self.iap is None else self.iap
+        return self.external if self.iap is None else self.iap.enabled
 
 
 class AutoscalingConfig(_Section):
@@ -313,9 +327,10 @@ class _Sections(_Section):
     protection: ProtectionConfig | None = None
     budget: BudgetConfig = BudgetConfig()
     hf_token: str | None = Field(None, description="Hugging Face token; secret config only.")
+    iap_client_secret: str | None = Field(None, description="The IAP OAuth client's secret; secret config only.")
 
 
-SECRET_KEYS = frozenset({"hf_token"})
+SECRET_KEYS = frozenset({"hf_token", "iap_client_secret"})
 DEFAULT_METRIC = {
     "jetstream-pathways": "jetstream_prefill_backlog_size",
     "vllm": "vllm:num_requests_waiting",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from infra.config.checks.context import CheckContext, in_region
 from infra.config.checks.network_cluster import check_kms_key
-from infra.config.errors import ns_path, one_of
+from infra.config.errors import Problem, ns_path, one_of
 from infra.config.schema import GpuPoolConfig, TpuPoolConfig
 
 
@@ -71,6 +71,32 @@ def check_storage(ctx: CheckContext, pool_zones: set[str]) -> None:
             ctx.add(path, "one cache per zone per bucket", "distinct zones", list(zones))
 
 
+def check_iap(ctx: CheckContext) -> None:
+    """IAP on needs its OAuth client (ID and secret), in every environment; a secret with IAP off is refused."""
+    gw, secret = ctx.sections.gateway, ctx.sections.iap_client_secret
+    default = " (the default for an external gateway)" if gw.iap is None else ""
+    on = gw.enabled and gw.iap_enabled
+    if on and (gw.iap is None or gw.iap.client_id is None):
+        ctx.add(
+            ns_path("gateway", "iap", "client_id"),
+            f"IAP is on{default}; GKE's GCPBackendPolicy needs the OAuth client it signs users in with",
+            "an OAuth client ID (<number>-<id>.apps.googleusercontent.com), or iap.enabled: false",
+            None,
+        )
+    if on and secret is None:
+        ctx.add(
+            ns_path("iap_client_secret"),
+            f"IAP is on{default}; the OAuth client's secret is missing",
+            "the secret set with `pulumi config set --secret iap_client_secret`",
+            None,
+        )
+    if not on and secret is not None:
+        # Never echoed: the value is a secret.
+        ctx.problems.append(
+            Problem(ns_path("iap_client_secret"), "set while the gateway's IAP is off", "no secret, or IAP on", "a secret")
+        )
+
+
 def check_gateway_and_monitoring(ctx: CheckContext) -> None:
     gw, cluster, net = ctx.sections.gateway, ctx.sections.cluster, ctx.sections.network
     if gw.enabled:
@@ -108,6 +134,7 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
                 "true",
                 False,
             )
+    check_iap(ctx)
     check_objectives(ctx)
     if ctx.sections.workloads and not ctx.sections.observability.managed_prometheus:
         ctx.add(
