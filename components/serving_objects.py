@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -24,9 +25,10 @@ GMP_NAMESPACE = "gmp-system"
 POD_MONITORING_API = "monitoring.googleapis.com/v1"
 
 
-def adapter_metric(metric: str) -> str:
-    """A Managed Prometheus gauge as the Custom Metrics Stackdriver Adapter names it for an HPA."""
-    return f"prometheus.googleapis.com|{metric}|gauge"
+def adapter_metric(metric: str, kind: Literal["gauge", "counter"] = "gauge") -> str:
+    """A Managed Prometheus metric as the Custom Metrics Stackdriver Adapter names it for an HPA: a gauge's latest
+    value, or a counter's per-second rate (the adapter aligns CUMULATIVE metrics with ALIGN_RATE)."""
+    return f"prometheus.googleapis.com|{metric}|{kind}"
 
 
 class LabelSelector(CamelModel):
@@ -56,6 +58,8 @@ class Scaling:
     """At most one replica added, or removed, per period: a replica is useful only once it has started."""
     scale_down_window_s: int
     """Stabilization before removing a replica; a removed replica costs its start time to bring back."""
+    metric_kind: Literal["gauge", "counter"] = "gauge"
+    """A counter is scaled on its per-second rate (e.g. tokens/s), a gauge on its value."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,7 @@ def hpa_spec(args: ServingObjectsArgs) -> k8s.autoscaling.v2.HorizontalPodAutosc
             v2.MetricSpecArgs(
                 type="Pods",
                 pods=v2.PodsMetricSourceArgs(
-                    metric=v2.MetricIdentifierArgs(name=adapter_metric(scaling.metric)),
+                    metric=v2.MetricIdentifierArgs(name=adapter_metric(scaling.metric, scaling.metric_kind)),
                     target=v2.MetricTargetArgs(type="AverageValue", average_value=_quantity(scaling.target)),
                 ),
             )

@@ -219,7 +219,7 @@ def build(
                     pod=server_pod(cfg, catalog, workload, versions.TRITON_IMAGE),
                     flags=engine_flags(workload),
                     replicas=c.replicas,
-                    scaling=scaling(workload, start),
+                    scaling=scaling(catalog, workload, start),
                     scrape_interval=cfg.observability.scrape_interval,
                     ingress_cidrs=ingress,
                 ),
@@ -243,7 +243,7 @@ def build(
                 flags=engine_flags(workload),
                 nodes=parallel.nodes,
                 replicas=c.replicas,
-                scaling=scaling(workload, start),
+                scaling=scaling(catalog, workload, start),
                 scrape_interval=cfg.observability.scrape_interval,
                 ingress_cidrs=ingress,
                 batch=Batch(

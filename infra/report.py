@@ -14,6 +14,7 @@ from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
 from infra.platform import resource_prefix
+from infra.serving_common import hpa_target
 
 SYSTEM_POOL_ZONES = 3
 """A regional node pool without node_locations runs in three zones of the region."""
@@ -144,7 +145,7 @@ def workload_summary(w: Workload, catalog: Catalog) -> dict[str, Any]:
             "min_replicas": w.config.autoscaling.min_replicas,
             "max_replicas": w.config.autoscaling.max_replicas,
             "metric": w.metric,
-            "target": w.config.autoscaling.target,
+            "target": hpa_target(catalog, w),
         }
         if w.config.autoscaling
         else None,
@@ -169,7 +170,7 @@ def autoscaling_summary(cfg: StackConfig, catalog: Catalog) -> list[dict[str, An
             {
                 "workload": w.name,
                 "metric": w.metric,
-                "target": auto.target,
+                "target": hpa_target(catalog, w),
                 "replicas": f"{auto.min_replicas}-{auto.max_replicas}",
                 "warm_replicas": t.warm_replicas,
                 "first_replica_s": round(seen + t.start_s),

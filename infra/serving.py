@@ -131,7 +131,7 @@ def pathways_args(
         leader=pathways.PodRequests(pods.leader.cpu_millis, pods.leader.memory_mib),
         worker=pathways.PodRequests(pods.worker.cpu_millis, pods.worker.memory_mib),
         replicas=c.replicas,
-        scaling=scaling(workload, start),
+        scaling=scaling(catalog, workload, start),
         scrape_interval=cfg.observability.scrape_interval,
         ingress_cidrs=tuple(x for x in (cfg.network.proxy_only_cidr,) if x),
         exceptions=image_exceptions(list(PATHWAYS_IMAGES)),

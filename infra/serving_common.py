@@ -6,7 +6,10 @@ import math
 
 from components.serving_objects import Scaling
 from infra import sizing, versions
+from infra.catalog import Catalog
 from infra.config import Workload
+from infra.config.schema import GAUGE_TARGET, RATE_TARGET_SHARE
+from infra.simulate.capacity import replica_capacity
 
 IMAGE_POLICY = "inf-k8s-image-pinned"
 PULL_POLICY_SKIP = (
@@ -17,7 +20,20 @@ HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S = 1800, 3600
 """Upper bounds the HPA API accepts for a policy's periodSeconds and a stabilization window."""
 
 
-def scaling(workload: Workload, start: sizing.StartupEstimate) -> Scaling | None:
+def hpa_target(catalog: Catalog, workload: Workload) -> float:
+    """The per-pod value the HPA holds its metric at: the configured target, else the default for a gauge, else (a
+    rate of tokens) a share of what one replica decodes at full batch, each sequence half-way through max_context."""
+    auto = workload.config.autoscaling
+    assert auto is not None
+    if auto.target is not None:
+        return auto.target
+    if catalog.metrics[workload.config.engine].kind(workload.metric) == "gauge":
+        return GAUGE_TARGET
+    capacity = replica_capacity(catalog, workload)
+    return float(round(RATE_TARGET_SHARE * capacity.decode_tokens_per_s(workload.config.max_context // 2)))
+
+
+def scaling(catalog: Catalog, workload: Workload, start: sizing.StartupEstimate) -> Scaling | None:
     """Add at most one replica per start time (a new group serves nothing before it has started); wait twice
     that before removing one (bringing it back costs a start time)."""
     auto = workload.config.autoscaling
@@ -27,7 +43,8 @@ def scaling(workload: Workload, start: sizing.StartupEstimate) -> Scaling | None
         min_replicas=auto.min_replicas,
         max_replicas=auto.max_replicas,
         metric=workload.metric,
-        target=auto.target,
+        metric_kind=catalog.metrics[workload.config.engine].kind(workload.metric),
+        target=hpa_target(catalog, workload),
         scale_up_period_s=min(HPA_MAX_PERIOD_S, math.ceil(start.predicted_s)),
         scale_down_window_s=min(HPA_MAX_WINDOW_S, math.ceil(2 * start.predicted_s)),
     )

@@ -239,7 +239,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "HPA metric of another engine",
         f"{NS}:workloads.big.autoscaling",
         {"metric": "vllm:num_requests_waiting"},
-        f"{NS}:workloads.big.autoscaling.metric: not a gauge jetstream-pathways exports (an HPA averages the latest value of a gauge); expected one of jetstream_generate_backlog_size, jetstream_prefill_backlog_size, jetstream_slots_used_percentage, jetstream_transfer_backlog_size, got 'vllm:num_requests_waiting'",
+        f"{NS}:workloads.big.autoscaling.metric: not a metric jetstream-pathways exports for an HPA (the latest value of a gauge, or a counter's rate); expected one of jetstream_generate_backlog_size, jetstream_prefill_backlog_size, jetstream_slots_used_percentage, jetstream_transfer_backlog_size, got 'vllm:num_requests_waiting'",
     ),
     (
         "JetStream model without a MaxText tokenizer",
@@ -281,7 +281,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "vLLM HPA metric the engine no longer exports",
         f"{NS}:workloads.small.autoscaling",
         {"metric": "vllm:gpu_cache_usage_perc"},
-        f"{NS}:workloads.small.autoscaling.metric: not a gauge vllm exports (an HPA averages the latest value of a gauge); expected one of vllm:kv_cache_usage_perc, vllm:num_requests_running, vllm:num_requests_waiting, got 'vllm:gpu_cache_usage_perc'",
+        f"{NS}:workloads.small.autoscaling.metric: not a metric vllm exports for an HPA (the latest value of a gauge, or a counter's rate); expected one of vllm:kv_cache_usage_perc, vllm:num_requests_running, vllm:num_requests_waiting, got 'vllm:gpu_cache_usage_perc'",
     ),
     (
         "GPU server HPA max above the pool's nodes",

@@ -27,7 +27,7 @@ from infra.config import StackConfig, Workload
 from infra.plan import StackFile
 from infra.plan import run as plan_run
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import Point, Result, Timing, simulate
+from infra.simulate.engine import MetricKind, Point, Result, Timing, simulate
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.run import (
     SLO_TARGET,
@@ -164,6 +164,27 @@ def test_a_target_never_reached_keeps_min_replicas_the_cheapest() -> None:
     never = sim(STEADY_OVERLOAD, hpa=replace(HPA, target=1e6))
     assert never.scale_events == 0 and never.replica_hours == pytest.approx(HPA.min_replicas * 0.5)
     assert all(sim(STEADY_OVERLOAD, hpa=replace(HPA, target=t)).replica_hours > never.replica_hours for t in (1.0, 5.0, 20.0))
+
+
+@pytest.mark.parametrize(("kind", "per_request"), [("output_tokens_rate", OUTPUT), ("prompt_tokens_rate", PROMPT)])
+def test_a_token_rate_metric_is_the_replicas_throughput(kind: MetricKind, per_request: int) -> None:
+    """A token counter's rate per replica is what it serves: 2 requests/s (within one replica's capacity) make
+    2 x tokens-per-request tokens/s, so a target under that adds replicas and one above it never does."""
+    trace = uniform(2.0, 0, 1800)
+    served = 2.0 * per_request
+    under = sim(trace, hpa=replace(HPA, target=served / 2.5), metric=kind)
+    over = sim(trace, hpa=replace(HPA, target=served * 1.5), metric=kind)
+    assert max(p.total for p in under.series) >= 3  # ceil(served / target) = 3 replicas, as the HPA computes
+    assert over.scale_events == 0 and {p.total for p in over.series} == {HPA.min_replicas}
+
+
+def test_a_token_rate_plateaus_at_capacity_where_the_queue_keeps_growing() -> None:
+    """Overloaded, a replica's token rate stops at what it can serve: a target above that never scales, while the
+    waiting-requests gauge on the same trace does."""
+    best = CAP.max_concurrency * OUTPUT / (CAP.max_concurrency * PREFILL_PER_TOKEN_S * PROMPT + OUTPUT * DECODE_S)
+    hpa = replace(HPA, target=best * 1.2)
+    assert sim(STEADY_OVERLOAD, hpa=hpa, metric="output_tokens_rate").scale_events == 0
+    assert sim(STEADY_OVERLOAD, hpa=replace(HPA, target=5.0)).scale_events > 0
 
 
 # ------------------------------------------------------------------------------------------------ 5. short burst

@@ -44,6 +44,12 @@ from test_platform import of_type
 
 from infra import sizing
 from infra.catalog import Catalog
+from infra.catalog import load as load_catalog
+from infra.config import load_config
+from infra.config.schema import RATE_TARGET_SHARE
+from infra.serving_common import hpa_target
+from infra.simulate.capacity import replica_capacity
+from infra.simulate.engine import metric_kind
 
 # `vllm serve` / `vllm run-batch` options that exist in vLLM 0.33.0 (read from its wheel: vllm/engine/arg_utils.py for
 # the engine arguments, vllm/entrypoints/openai/cli_args.py for the server's --port, and
@@ -221,9 +227,11 @@ def test_service_ports_probes_and_monitoring_agree(stacks: dict[str, Stack], cat
     assert (hpa is not None) == (w.config.autoscaling is not None)
     if hpa:
         ((metric,),) = ([m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"]],)
-        prefix, gauge, kind = metric.split("|")
-        assert (prefix, kind) == ("prometheus.googleapis.com", "gauge")
-        assert gauge == w.metric and gauge in catalog.metrics[w.config.engine].gauges
+        prefix, name, kind = metric.split("|")
+        exported = catalog.metrics[w.config.engine]
+        # A gauge is averaged as it is, a counter as the adapter's per-second rate: the suffix names which.
+        assert (prefix, kind) == ("prometheus.googleapis.com", "gauge" if name in exported.gauges else "counter")
+        assert name == w.metric and name in exported.scalable
 
 
 # ------------------------------------------------------------------------------------------------ 4. capacity
@@ -325,3 +333,35 @@ def test_triton_reads_the_model_repository_the_stack_writes(stacks: dict[str, St
     assert engine_args["tensor_parallel_size"] == w.gpus == int(c["resources"]["limits"]["nvidia.com/gpu"])
     assert engine_args["max_model_len"] == w.config.max_context
     assert engine_args["served_model_name"] == w.model.name
+
+
+def test_triton_scales_on_a_token_rate_its_vllm_backend_exports(stacks: dict[str, Stack], catalog: Catalog) -> None:
+    """The vLLM backend hands every request to vLLM's loop at once, so Triton's pending-request gauge stays near 0;
+    its HPA scales on the per-second rate of a token counter the backend exports with REPORT_CUSTOM_METRICS (on in
+    config.pbtxt, with vLLM's statistics on in model.json), at the derived share of one replica's decode throughput.
+    The simulator reads the same metric as a token rate."""
+    stack = stacks["staging"]
+    w = stack.cfg.workloads["llama-8b-triton"]
+    exported = catalog.metrics["triton"]
+    assert "nv_inference_pending_request_count" not in exported.scalable
+    assert w.metric in exported.rates
+    hpa = named(stack.items, HPA)[(w.config.namespace, w.name)]
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == f"prometheus.googleapis.com|{w.metric}|counter"
+    assert w.config.autoscaling is not None and w.config.autoscaling.target is None
+    decode = replica_capacity(catalog, w).decode_tokens_per_s(w.config.max_context // 2)
+    target = float(metric["pods"]["target"]["averageValue"])
+    assert target == round(RATE_TARGET_SHARE * decode) and 0 < target < decode
+    assert metric_kind(w.metric) == "output_tokens_rate"
+    (pbtxt,) = (o["source"]["text"] for o in stack.objects.values() if o["name"].endswith(f"{w.model.name}/config.pbtxt"))
+    assert 'key: "REPORT_CUSTOM_METRICS", value: { string_value: "true" }' in pbtxt
+    assert model_json(stack, w)["disable_log_stats"] is False
+
+
+TRITON_WORKLOAD = {"engine": "triton", "model": "llama-3.1-8b", "gpu_pool": "l4", "max_context": 4096, "max_num_seqs": 4}
+
+
+def test_a_configured_target_overrides_the_derived_one() -> None:
+    raw = mutate(BASE, f"{NS}:workloads.tr", TRITON_WORKLOAD | {"autoscaling": {"target": 1234}})
+    cfg = load_config(raw, stack="t")
+    assert hpa_target(load_catalog(), cfg.workloads["tr"]) == 1234

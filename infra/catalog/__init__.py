@@ -150,10 +150,20 @@ class Loading(_Frozen):
 
 
 class EngineMetrics(_Frozen):
-    """Gauges of one engine an HPA may scale on, with what each measures."""
+    """Metrics of one engine an HPA may scale on, with what each measures: gauges (the adapter serves the latest
+    value) and counters (the adapter serves their per-second rate)."""
 
     source: str
     gauges: dict[str, str]
+    rates: dict[str, str] = {}
+
+    def kind(self, metric: str) -> Literal["gauge", "counter"]:
+        """How Managed Prometheus stores the metric, which is also the suffix of its adapter name."""
+        return "counter" if metric in self.rates else "gauge"
+
+    @property
+    def scalable(self) -> dict[str, str]:
+        return {**self.gauges, **self.rates}
 
 
 class ThroughputPoint(_Frozen):

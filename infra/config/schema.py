@@ -221,11 +221,22 @@ class GatewayConfig(_Section):
         return self.external if self.iap is None else self.iap.enabled
 
 
+GAUGE_TARGET = 5.0
+"""Default per-pod target of a gauge: 5 queued requests (GKE's vLLM autoscaling guidance, seed 003)."""
+RATE_TARGET_SHARE = 0.7
+"""Default target of a rate (tokens/s): this share of one replica's modelled full-batch decode throughput, so the
+HPA adds a replica before the one it has saturates (the capacity model's error is in infra/catalog/throughput.yaml)."""
+
+
 class AutoscalingConfig(_Section):
     min_replicas: PositiveInt = 1
     max_replicas: PositiveInt = 1
     metric: str | None = Field(None, description="Server metric; default per engine (queue size).")
-    target: Annotated[float, Field(gt=0)] = 5
+    target: Annotated[float, Field(gt=0)] | None = Field(
+        None,
+        description=f"Per-pod value the HPA holds the metric at; default: {GAUGE_TARGET:g} for a gauge, and for a rate (tokens/s) "
+        f"{RATE_TARGET_SHARE:.0%} of what one replica decodes at full batch (infra/serving_common.py).",
+    )
 
 
 Justification = Literal["throughput", "disaggregation", "latency"]
@@ -334,5 +345,5 @@ SECRET_KEYS = frozenset({"hf_token", "iap_client_secret"})
 DEFAULT_METRIC = {
     "jetstream-pathways": "jetstream_prefill_backlog_size",
     "vllm": "vllm:num_requests_waiting",
-    "triton": "nv_inference_pending_request_count",
+    "triton": "vllm:generation_tokens_total",
 }

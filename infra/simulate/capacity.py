@@ -49,6 +49,11 @@ class ReplicaCapacity:
         read = self.weight_bytes + self.kv_bytes_per_token * context_tokens_total
         return read / (self.hbm_bandwidth_Bps * self.decode_efficiency)
 
+    def decode_tokens_per_s(self, context_tokens: int) -> float:
+        """Output tokens/s at full batch, every sequence holding `context_tokens` of context."""
+        batch = self.max_concurrency
+        return batch / self.decode_step_s(batch, batch * context_tokens)
+
     def prefill_s(self, prompt_tokens: int) -> float:
         return 2 * self.params * prompt_tokens / (self.peak_flops * self.prefill_mfu)
 

@@ -4,8 +4,9 @@ Each replica batches continuously (vLLM, JetStream): waiting requests join the r
 replica's concurrency, each paying its prefill; every decode step emits one token per running sequence
 and lasts what the capacity model says for that batch and context. Requests go to the ready replica with
 the least work (what the endpoint picker or a Service does, roughly); with none ready they wait in a
-backlog. The HPA reads the per-replica queue (the engine's waiting-requests gauge) as Managed Prometheus
-and the metrics adapter deliver it: sampled every scrape interval, visible after a delay. A new replica
+backlog. The HPA reads its per-replica metric (a gauge: queue, batch, slots or KV share; or a counter's
+per-second rate: tokens) as Managed Prometheus and the metrics adapter deliver it: sampled every scrape
+interval, visible after a delay. A new replica
 serves only after its start time (node provisioning when no warm node is free, then the predicted image
 pull + weight load + warmup). Deterministic: no wall clock, no randomness beyond the trace's seed.
 """
@@ -84,12 +85,19 @@ class _Replica:
         return len(self.waiting) + self.running
 
 
-MetricKind = Literal["waiting", "running", "slots_percent", "kv_fraction"]
+MetricKind = Literal["waiting", "running", "slots_percent", "kv_fraction", "output_tokens_rate", "prompt_tokens_rate"]
+RATE_ALIGNMENT_S = 60.0
+"""The metrics adapter serves a counter's rate over its 1-minute alignment period (GoogleCloudPlatform/k8s-stackdriver
+@673c7dd8 custom-metrics-stackdriver-adapter/adapter.go:289)."""
 
 
 def metric_kind(name: str) -> MetricKind:
-    """Which quantity an engine gauge measures (infra/catalog/metrics.yaml): queue, batch, slots in use (0-100) or KV
-    cache in use (0-1)."""
+    """Which quantity an engine metric measures (infra/catalog/metrics.yaml): queue, batch, slots in use (0-100), KV
+    cache in use (0-1), or (counters, rated) output or prompt tokens per second."""
+    if name.endswith("generation_tokens_total"):
+        return "output_tokens_rate"
+    if name.endswith("prompt_tokens_total"):
+        return "prompt_tokens_rate"
     if name.endswith("num_requests_running"):
         return "running"
     if name.endswith("slots_used_percentage"):
@@ -97,6 +105,17 @@ def metric_kind(name: str) -> MetricKind:
     if name.endswith("kv_cache_usage_perc"):
         return "kv_fraction"
     return "waiting"
+
+
+@dataclass
+class _Tokens:
+    """Tokens every replica has produced so far: what the engines' token counters count."""
+
+    output: int = 0
+    prompt: int = 0
+
+    def of(self, kind: MetricKind) -> int:
+        return self.output if kind == "output_tokens_rate" else self.prompt
 
 
 def _gauge(kind: MetricKind, ready: list[_Replica], queue: int, concurrency: int) -> float:
@@ -137,6 +156,10 @@ def simulate(
     ttfts: list[float] = []
     samples_t: list[float] = []
     samples_v: list[float] = []
+    counted: list[int] = []
+    """The token counter at each sample (rate metrics)."""
+    tokens = _Tokens()
+    rated = kind_is_rate(metric)
     series: list[Point] = []
     arrivals = sorted(trace, key=lambda r: r.arrival_s)
     next_arrival, minute_arrivals = 0, 0
@@ -157,13 +180,20 @@ def simulate(
         while backlog and ready:
             min(ready, key=_Replica.load).waiting.append(backlog.popleft())
         for replica in ready:
-            _serve(replica, capacity, now, dt, ttfts)
+            _serve(replica, capacity, now, dt, ttfts, tokens)
         queue = len(backlog) + sum(len(r.waiting) for r in pool)
         peak_queue = max(peak_queue, queue)
         replica_seconds += len(pool) * dt
         if step % max(1, int(timing.scrape_s / dt)) == 0:
             samples_t.append(now)
-            samples_v.append(_gauge(metric, ready, queue, capacity.max_concurrency))
+            if rated:
+                counted.append(tokens.of(metric))
+                since = bisect_right(samples_t, now - RATE_ALIGNMENT_S) - 1
+                t0, c0 = (samples_t[since], counted[since]) if since >= 0 else (samples_t[0], counted[0])
+                rate = (counted[-1] - c0) / (now - t0) if now > t0 else 0.0
+                samples_v.append(rate / max(1, len(ready)))
+            else:
+                samples_v.append(_gauge(metric, ready, queue, capacity.max_concurrency))
         if controller and step % max(1, int(sync / dt)) == 0:
             seen = bisect_right(samples_t, now - timing.metric_delay_s) - 1
             observed = samples_v[seen] if seen >= 0 else None
@@ -188,7 +218,11 @@ def simulate(
     )
 
 
-def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, ttfts: list[float]) -> None:
+def kind_is_rate(kind: MetricKind) -> bool:
+    return kind in ("output_tokens_rate", "prompt_tokens_rate")
+
+
+def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, ttfts: list[float], tokens: _Tokens) -> None:
     """One step of continuous batching: sequences join whenever a slot is free (each paying its prefill), and decode
     runs in between, one token per running sequence per step of the capacity model."""
     budget = dt + replica.carry
@@ -204,6 +238,8 @@ def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, 
             spent += prefill
             # The first token comes out of the prefill, at this point of the step.
             ttfts.append(max(now, request.arrival_s) + spent - request.arrival_s)
+            tokens.prompt += request.prompt_tokens
+            tokens.output += 1
             heapq.heappush(
                 replica.finish, (replica.emitted + max(0, request.output_tokens - 1), request.prompt_tokens, replica.emitted)
             )
@@ -212,13 +248,14 @@ def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, 
             break
         step = capacity.decode_step_s(replica.running, replica.context)
         # Decode until the next sequence finishes (freeing a slot) or the budget runs out.
-        tokens = min(replica.finish[0][0] - replica.emitted, int(budget / step))
-        if tokens <= 0:
+        steps = min(replica.finish[0][0] - replica.emitted, int(budget / step))
+        if steps <= 0:
             break
-        replica.emitted += tokens
-        replica.context += tokens * replica.running
-        budget -= tokens * step
-        spent += tokens * step
+        replica.emitted += steps
+        replica.context += steps * replica.running
+        tokens.output += steps * replica.running
+        budget -= steps * step
+        spent += steps * step
     # Leftover time carries while sequences run (a step may outlast dt); a debt from a long prefill always carries.
     replica.carry = budget if replica.finish else min(budget, 0.0)
 

@@ -56,12 +56,12 @@ def workload(
             "engine vllm without autoscaling",
             "autoscaling" if auto else c.engine,
         )
-    gauges = ctx.catalog.metrics[c.engine].gauges
-    if auto and auto.metric and auto.metric not in gauges:
+    scalable = ctx.catalog.metrics[c.engine].scalable
+    if auto and auto.metric and auto.metric not in scalable:
         ctx.add(
             ns_path(*base, "autoscaling", "metric"),
-            f"not a gauge {c.engine} exports (an HPA averages the latest value of a gauge)",
-            one_of(gauges),
+            f"not a metric {c.engine} exports for an HPA (the latest value of a gauge, or a counter's rate)",
+            one_of(scalable),
             auto.metric,
         )
     if c.engine == "jetstream-pathways":
