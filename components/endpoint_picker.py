@@ -30,6 +30,9 @@ from components.serving_objects import (
 POOL_API = "inference.networking.k8s.io/v1"
 OBJECTIVE_API = "llm-d.ai/v1alpha2"
 EXT_PROC_PORT, HEALTH_PORT, METRICS_PORT = 9002, 9003, 9090
+"""The gateway's proxies call ext-proc on 9002; GKE's gateway controller health-checks the picker over gRPC on 9003
+(llm-d-router v0.10.0 `config/charts/llm-d-router-gateway/templates/gke.yaml`: "The GKE gateway controller
+health-checks the EPP backend on gRPC port 9003 by default", so the chart renders no HealthCheckPolicy for it)."""
 RUN_AS = 65532
 """The EPP image is distroless; it runs as its `nonroot` user."""
 FAILURE_MODE: Literal["FailOpen", "FailClose"] = "FailOpen"
@@ -91,6 +94,22 @@ class InferenceObjectiveSpec(CamelModel):
 
 
 @dataclass(frozen=True)
+class PickerResources:
+    """The picker container's requests and memory limit; no CPU limit, as the chart ("CPU limits unset for burst
+    capacity": the picker scores every request on the hot path)."""
+
+    cpu_millis: int
+    memory_mib: int
+    memory_limit_mib: int
+
+
+CHART_RESOURCES = PickerResources(cpu_millis=8000, memory_mib=8192, memory_limit_mib=16384)
+"""llm-d-router v0.10.0 `config/charts/routerlib/values.yaml` (l. 59-65): requests cpu "8", memory 8Gi; limits
+memory 16Gi. Nothing in the chart's templates overrides it."""
+CPU_LIMIT_SKIP = "the llm-d-router chart leaves the endpoint picker's CPU limit unset for burst capacity (routerlib values.yaml)"
+
+
+@dataclass(frozen=True)
 class EndpointPickerArgs:
     namespace: str
     selector: Mapping[str, str]
@@ -100,9 +119,7 @@ class EndpointPickerArgs:
     scrape_interval: str
     ingress_cidrs: tuple[str, ...]
     """Where the gateway's proxies call the picker from (the proxy-only subnet)."""
-    cpu_millis: int = 2000
-    memory_mib: int = 4096
-    """The chart asks 8 CPUs / 8 GiB for heavy traffic; 2 / 4 GiB fits the system pool and one environment's load."""
+    resources: PickerResources = field(default_factory=lambda: CHART_RESOURCES)
     annotations: Mapping[str, str] = field(default_factory=dict)
     objectives: Mapping[str, int] = field(default_factory=dict)
     """Objective -> priority; a request names `<pool>-<objective>` in the x-llm-d-inference-objective header."""
@@ -209,8 +226,8 @@ class EndpointPicker(pulumi.ComponentResource):
                                     core.ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP"),
                                 ],
                                 resources=core.ResourceRequirementsArgs(
-                                    requests={"cpu": f"{args.cpu_millis}m", "memory": f"{args.memory_mib}Mi"},
-                                    limits={"cpu": f"{args.cpu_millis}m", "memory": f"{args.memory_mib}Mi"},
+                                    requests={"cpu": f"{args.resources.cpu_millis}m", "memory": f"{args.resources.memory_mib}Mi"},
+                                    limits={"memory": f"{args.resources.memory_limit_mib}Mi"},
                                 ),
                                 security_context=restricted_container(),
                                 liveness_probe=core.ProbeArgs(grpc=health, initial_delay_seconds=5, period_seconds=10),
@@ -265,10 +282,10 @@ class EndpointPicker(pulumi.ComponentResource):
         )
         disruption_budget(f"{name}-epp-pdb", meta.ObjectMetaArgs(name=epp, namespace=ns), labels, child)
         net = k8s.networking.v1
-        proxies = [
-            net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c))
-            for c in (*args.ingress_cidrs, *GOOGLE_HEALTH_CHECK_RANGES)
-        ]
+
+        def cidrs(blocks: tuple[str, ...]) -> list[k8s.networking.v1.NetworkPolicyPeerArgs]:
+            return [net.NetworkPolicyPeerArgs(ip_block=net.IPBlockArgs(cidr=c)) for c in blocks]
+
         collectors = net.NetworkPolicyPeerArgs(
             namespace_selector=meta.LabelSelectorArgs(match_labels={"kubernetes.io/metadata.name": GMP_NAMESPACE})
         )
@@ -279,8 +296,13 @@ class EndpointPicker(pulumi.ComponentResource):
                 pod_selector=meta.LabelSelectorArgs(match_labels=labels),
                 policy_types=["Ingress"],
                 ingress=[
+                    # Each port admits exactly its caller: the proxies ext-proc, Google's health checkers the gRPC health.
                     net.NetworkPolicyIngressRuleArgs(
-                        from_=proxies, ports=[net.NetworkPolicyPortArgs(port=EXT_PROC_PORT, protocol="TCP")]
+                        from_=cidrs(args.ingress_cidrs), ports=[net.NetworkPolicyPortArgs(port=EXT_PROC_PORT, protocol="TCP")]
+                    ),
+                    net.NetworkPolicyIngressRuleArgs(
+                        from_=cidrs(GOOGLE_HEALTH_CHECK_RANGES),
+                        ports=[net.NetworkPolicyPortArgs(port=HEALTH_PORT, protocol="TCP")],
                     ),
                     net.NetworkPolicyIngressRuleArgs(
                         from_=[collectors], ports=[net.NetworkPolicyPortArgs(port=METRICS_PORT, protocol="TCP")]

@@ -16,13 +16,14 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import pathways, triton, vllm
-from components.endpoint_picker import EndpointPicker, EndpointPickerArgs
+from components.endpoint_picker import CPU_LIMIT_SKIP, EndpointPicker, EndpointPickerArgs
 from components.inference_gateway import Backend, GatewayArgs, IapClient, InferenceGateway, model_prefix
 from components.model_server import checkov_annotations
 from components.serving_objects import NAME_LABEL, ROLE_LABEL
 from infra import versions
 from infra.config import NAMESPACE as CONFIG_NAMESPACE
 from infra.config import StackConfig, Workload
+from infra.config.checks.serving import picker_resources
 from infra.serving_common import checkov_skips, image_exceptions
 
 NAMESPACE = "inference-gateway"
@@ -117,6 +118,7 @@ def build(
                     ingress_cidrs=ingress,
                     annotations=picker_annotations(),
                     objectives=workload.config.objectives,
+                    resources=picker_resources(cfg.gateway.picker),
                     objective_crd=objective_crd,
                 ),
                 pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=ready)),
@@ -175,6 +177,7 @@ def picker_annotations() -> dict[str, str]:
     skips = {
         **checkov_skips(image),
         "CKV_K8S_38": "the endpoint picker watches its InferencePool and the pods' readiness through the API server",
+        "CKV_K8S_11": CPU_LIMIT_SKIP,
     }
     policy = {f"policy.gke-inference.dev/{k}": v for k, v in image_exceptions([image]).items()}
     return {**checkov_annotations(skips), **policy}

@@ -13,6 +13,7 @@ Capacity is counted in bytes from the catalog's decimal GB (the conservative rea
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -427,6 +428,20 @@ def schedulable(machine: MachineShape) -> Resources:
     memory_mib = machine.memory_gb * GB / MIB
     memory = memory_mib - _tiered(machine.memory_gb, GKE_MEMORY_RESERVE) * 1024 - GKE_EVICTION_MIB
     return Resources(int(cpu) - DAEMONSET_HEADROOM[0], int(memory) - DAEMONSET_HEADROOM[1])
+
+
+GB_PER_VCPU = {"standard": 4, "highmem": 8, "highcpu": 1}
+"""Memory per vCPU of the E2, N2 and N2D predefined shapes (Compute Engine general-purpose machine family docs)."""
+
+
+def predefined_machine(machine_type: str) -> MachineShape | None:
+    """The shape of an E2/N2/N2D predefined machine type from its name (e2-standard-16: 16 vCPU, 64 GB), or None
+    for any other (the catalog's accelerator machines are in accelerators.yaml)."""
+    match = re.fullmatch(r"(?:e2|n2|n2d)-(standard|highmem|highcpu)-(\d+)", machine_type)
+    if match is None:
+        return None
+    vcpu = int(match[2])
+    return MachineShape(vcpu=vcpu, memory_gb=vcpu * GB_PER_VCPU[match[1]])
 
 
 PATHWAYS_LEADER_SHARE = 0.25

@@ -31,6 +31,8 @@ BASE: dict[str, Any] = {
     "gcp:project": "acme-test-1",
     "gcp:region": "us-east5",
     "gke-inference:environment": "dev",
+    # Large enough for an endpoint picker at the chart's size, for the stacks that enable the gateway.
+    "gke-inference:cluster": {"system_pool": {"machine_type": "e2-standard-16"}},
     "gke-inference:tpu_pools": {"serve": {"topology": "4x4", "zones": ["us-east5-b"]}},
     "gke-inference:gpu_pools": {"l4": {"gpu": "l4", "machine_type": "g2-standard-8", "zones": ["us-east5-a"]}},
     "gke-inference:workloads": {

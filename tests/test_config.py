@@ -336,7 +336,7 @@ def test_bad_input_message(case: str, path: str, value: Any, message: str) -> No
 def test_gateway_prerequisites_are_all_reported() -> None:
     raw = mutate(BASE, f"{NS}:gateway", {"enabled": True})
     raw = mutate(raw, f"{NS}:network", {"proxy_only_cidr": None})
-    raw = mutate(raw, f"{NS}:cluster", {"gateway_api_channel": "CHANNEL_DISABLED"})
+    raw = mutate(raw, f"{NS}:cluster.gateway_api_channel", "CHANNEL_DISABLED")
     assert problems(raw) == [
         f"{NS}:cluster.gateway_api_channel: the Inference Gateway needs the Gateway API; expected CHANNEL_STANDARD, got 'CHANNEL_DISABLED'",
         f"{NS}:network.proxy_only_cidr: gke-l7-rilb needs an ACTIVE REGIONAL_MANAGED_PROXY subnet in us-east5; expected a CIDR, got nothing",

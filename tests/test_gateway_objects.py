@@ -42,10 +42,12 @@ from pulumi.runtime import mocks
 from pulumi.runtime.sync_await import _sync_await
 from test_platform import of_type
 
-from components.endpoint_picker import EXT_PROC_PORT, picker_labels
+from components.endpoint_picker import CHART_RESOURCES, EXT_PROC_PORT, HEALTH_PORT, picker_labels
+from components.serving_objects import GOOGLE_HEALTH_CHECK_RANGES
 from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
 from infra.cli import main
 from infra.config import ConfigError, StackConfig, load_config
+from infra.config.checks.serving import picker_resources
 from infra.gateway_serving import GATEWAY_NAME, example_request, exposed, uses_pool
 from infra.plan import SECRET
 
@@ -119,6 +121,20 @@ def test_the_endpoint_picker_watches_its_pool_and_is_reachable_from_the_proxies(
         assert container_ports(template)["grpc"] == EXT_PROC_PORT
         assert netpol_admits(policy, from_namespace("gmp-system"), container_ports(template)["metrics"], template)
         assert not netpol_admits(policy, from_cidr(proxy), container_ports(template)["metrics"], template)
+        # GKE's gateway controller health-checks the picker over gRPC on its health port, from Google's ranges; each
+        # port admits its own caller only.
+        health = container_ports(template)["grpc-health"]
+        assert container["readinessProbe"]["grpc"]["port"] == health == HEALTH_PORT
+        for google in GOOGLE_HEALTH_CHECK_RANGES:
+            assert netpol_admits(policy, from_cidr(google), health, template)
+            assert not netpol_admits(policy, from_cidr(google), EXT_PROC_PORT, template)
+        assert not netpol_admits(policy, from_cidr(proxy), health, template)
+        # Sized as llm-d-router's chart (or gateway.picker): requests, the memory limit, no CPU limit.
+        resources = container["resources"]
+        want = picker_resources(cfg.gateway.picker)
+        assert resources["requests"] == {"cpu": f"{want.cpu_millis}m", "memory": f"{want.memory_mib}Mi"}
+        assert resources["limits"] == {"memory": f"{want.memory_limit_mib}Mi"}
+        assert (cfg.gateway.picker is None) == (want == CHART_RESOURCES)
 
         # The server admits the picker on its serving port (the picker reads vLLM's /metrics there).
         server, _ = server_templates(objs, w)
@@ -368,6 +384,20 @@ BAD_GATEWAYS: list[tuple[str, list[tuple[str, Any]], str]] = [
         f"{NS}:gateway.routes[0]: small is a batch Job: nothing to route to; expected a real-time server, got 'small'",
     ),
     (
+        "endpoint picker at the chart's size on the default system pool",
+        [(f"{NS}:gateway", {"enabled": True}), (f"{NS}:cluster", {})],
+        f"{NS}:cluster.system_pool.machine_type: the endpoint picker requests 8 CPU / 8 GiB (llm-d-router v0.10.0's "
+        "chart default); one e2-standard-4 node of the system pool schedules 1.92 CPU / 8.2 GiB; expected a system-pool "
+        "machine type that fits it (e.g. e2-standard-16), or smaller gateway.picker requests, got 'e2-standard-4'",
+    ),
+    (
+        "endpoint picker sized beyond the system pool",
+        [(f"{NS}:gateway", {"enabled": True, "picker": {"cpu": 15, "memory_gib": 8}}), (f"{NS}:environment", "dev")],
+        f"{NS}:gateway.picker: the endpoint picker requests 15 CPU / 8 GiB (gateway.picker); one e2-standard-16 node of "
+        "the system pool schedules 13.89 CPU / 50.0 GiB; expected a system-pool machine type that fits it (e.g. "
+        'e2-standard-16), or smaller gateway.picker requests, got {"cpu": 15.0, "memory_gib": 8.0}',
+    ),
+    (
         "gateway without the proxy-only subnet",
         [(f"{NS}:gateway", {"enabled": True}), (f"{NS}:network", {"proxy_only_cidr": None})],
         f"{NS}:network.proxy_only_cidr: gke-l7-rilb needs an ACTIVE REGIONAL_MANAGED_PROXY subnet in us-east5; expected a CIDR, got nothing",
@@ -405,3 +435,12 @@ def test_gateway_objects_pass_admission_against_the_upstream_schema(tmp_path: Pa
     assert result.exit_code == 0, result.output
     kinds = {p.name.split("_", 1)[0] for env in SHIPPED for p in (tmp_path / env / "manifests").glob("*.yaml")}
     assert {"Gateway", "HTTPRoute", "InferencePool", "HealthCheckPolicy", "GCPBackendPolicy"} <= kinds
+
+
+def test_a_picker_sized_down_fits_the_default_system_pool_and_keeps_the_charts_limit_ratio() -> None:
+    raw = mutate(mutate(BASE, f"{NS}:cluster", {}), f"{NS}:gateway", {"enabled": True, "picker": {"cpu": 1, "memory_gib": 2}})
+    cfg = load_config(raw, stack="t")
+    assert cfg.cluster.system_pool.machine_type == "e2-standard-4"
+    resources = picker_resources(cfg.gateway.picker)
+    assert (resources.cpu_millis, resources.memory_mib) == (1000, 2048)
+    assert resources.memory_limit_mib / resources.memory_mib == CHART_RESOURCES.memory_limit_mib / CHART_RESOURCES.memory_mib

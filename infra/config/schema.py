@@ -193,6 +193,13 @@ class GatewayIap(_Section):
     )
 
 
+class PickerConfig(_Section):
+    """The endpoint picker's requests (its memory limit keeps the chart's 2:1 ratio); default: the chart's."""
+
+    cpu: Annotated[float, Field(gt=0)] = Field(description="CPUs requested (no CPU limit, as the chart).")
+    memory_gib: Annotated[float, Field(gt=0)] = Field(description="Memory requested, GiB.")
+
+
 class GatewayConfig(_Section):
     """One GKE Inference Gateway per environment: every exposed model under /models/<model>/ on one host."""
 
@@ -205,6 +212,9 @@ class GatewayConfig(_Section):
         None, description="Identity-Aware Proxy in front of every backend; default: on for the external class."
     )
     routes: tuple[str, ...] | None = Field(None, description="Workloads to expose; default: every real-time server.")
+    picker: PickerConfig | None = Field(
+        None, description="Each vLLM pool's endpoint picker; default: llm-d-router's chart (8 CPU, 8 GiB, 16 GiB limit)."
+    )
     min_timeout_s: Annotated[int, Field(ge=10, le=3600)] = Field(
         60, description="Floor of a backend's request timeout (streamed responses)."
     )

@@ -26,7 +26,6 @@ from fixtures import (
 
 from infra import sizing
 from infra.catalog import load as load_catalog
-from infra.config import SystemPool
 from infra.plan import Capture, Captured, StackFile, run
 from infra.policy_runner import run as run_pack
 from infra.report import SYSTEM_POOL_ZONES
@@ -101,7 +100,7 @@ def test_workload_selector_must_match_a_pool(platform: list[Captured]) -> None:
     vllm = mutate(VLLM, "spec.template.spec.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
     assert stack_messages("inf-stack-workload-matches-pool", platform, vllm=vllm) == [
         "Deployment inference/gemma-9b: nodeSelector cloud.google.com/gke-accelerator=nvidia-h100-80gb matches no node pool "
-        "(have: system: e2-standard-4; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
+        "(have: system: e2-standard-16; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
     ]
 
 
@@ -116,7 +115,7 @@ def test_tpu_topology_selector_must_match_the_slice(platform: list[Captured]) ->
     assert found == [
         f"{LWS_LABEL} (worker): nodeSelector cloud.google.com/gke-tpu-accelerator=tpu-v6e-slice, "
         "cloud.google.com/gke-tpu-topology=1x1 matches no node pool "
-        "(have: system: e2-standard-4; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
+        "(have: system: e2-standard-16; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
     ]
 
 
@@ -384,7 +383,7 @@ def test_cost_prices_pools_from_the_catalog(platform: list[Captured], prod: Capt
     """Estimate = system pool + 4x4 slice (reservation at on-demand) + spot L4 pool, at full scale, from the catalog."""
     catalog = load_catalog()
     slice_ = catalog.tpu_slice("v6e", "4x4")
-    system = SystemPool()
+    system = StackFile.read(REPO / "stacks" / "Pulumi.prod.yaml").load().cluster.system_pool  # the captured core's
     hourly = (
         catalog.machine_prices[(system.machine_type, "us-east5")].on_demand * system.max_nodes_per_zone * SYSTEM_POOL_ZONES
         + catalog.tpu_chip_prices[("v6e", "us-east5")].on_demand * slice_.chips

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from components.endpoint_picker import CHART_RESOURCES, PickerResources
+from infra import sizing
 from infra.config.checks.context import CheckContext, in_region
 from infra.config.checks.network_cluster import check_kms_key
 from infra.config.errors import Problem, ns_path, one_of
-from infra.config.schema import GpuPoolConfig, TpuPoolConfig
+from infra.config.schema import GpuPoolConfig, PickerConfig, TpuPoolConfig
 
 
 def check_compute_classes(ctx: CheckContext) -> None:
@@ -71,6 +73,39 @@ def check_storage(ctx: CheckContext, pool_zones: set[str]) -> None:
             ctx.add(path, "one cache per zone per bucket", "distinct zones", list(zones))
 
 
+def picker_resources(picker: PickerConfig | None) -> PickerResources:
+    """The chart's sizing, or the configured requests with the chart's memory limit-to-request ratio."""
+    if picker is None:
+        return CHART_RESOURCES
+    memory = round(picker.memory_gib * 1024)
+    ratio = CHART_RESOURCES.memory_limit_mib / CHART_RESOURCES.memory_mib
+    return PickerResources(round(picker.cpu * 1000), memory, round(memory * ratio))
+
+
+def check_picker_fits(ctx: CheckContext) -> None:
+    """Each vLLM pool's picker runs on the system pool (it tolerates no accelerator taint): one must fit a node there,
+    or it stays Pending (or node auto-provisioning buys a node the plan did not price). E2/N2/N2D shapes only."""
+    gw, system = ctx.sections.gateway, ctx.sections.cluster.system_pool
+    workloads = ctx.sections.workloads
+    if not any(n in workloads and workloads[n].engine == "vllm" for n in exposed_names(ctx)):
+        return
+    machine = sizing.predefined_machine(system.machine_type)
+    if machine is None:
+        return
+    need, node = picker_resources(gw.picker), sizing.schedulable(machine)
+    if need.cpu_millis <= node.cpu_millis and need.memory_mib <= node.memory_mib:
+        return
+    source = "gateway.picker" if gw.picker else "llm-d-router v0.10.0's chart default"
+    ctx.add(
+        ns_path("gateway", "picker") if gw.picker else ns_path("cluster", "system_pool", "machine_type"),
+        f"the endpoint picker requests {need.cpu_millis / 1000:g} CPU / {need.memory_mib / 1024:g} GiB ({source}); "
+        f"one {system.machine_type} node of the system pool schedules {node.cpu_millis / 1000:g} CPU / "
+        f"{node.memory_mib / 1024:.1f} GiB",
+        "a system-pool machine type that fits it (e.g. e2-standard-16), or smaller gateway.picker requests",
+        gw.picker.model_dump() if gw.picker else system.machine_type,
+    )
+
+
 def check_iap(ctx: CheckContext) -> None:
     """IAP on needs its OAuth client (ID and secret), in every environment; a secret with IAP off is refused."""
     gw, secret = ctx.sections.gateway, ctx.sections.iap_client_secret
@@ -127,6 +162,7 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
                 None,
             )
         check_routes(ctx)
+        check_picker_fits(ctx)
         if not cluster.http_load_balancing:
             ctx.add(
                 ns_path("cluster", "http_load_balancing"),
