@@ -43,8 +43,8 @@ from pulumi.runtime.sync_await import _sync_await
 from test_platform import of_type
 
 from components.endpoint_picker import CHART_RESOURCES, EXT_PROC_PORT, HEALTH_PORT, picker_labels
-from components.serving_objects import GOOGLE_HEALTH_CHECK_RANGES
 from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
+from components.serving_objects import GOOGLE_HEALTH_CHECK_RANGES
 from infra.cli import main
 from infra.config import ConfigError, StackConfig, load_config
 from infra.config.checks.serving import picker_resources
