@@ -13,7 +13,10 @@ from dataclasses import dataclass
 
 # renovate: datasource=endoflife-date depName=google-kubernetes-engine extractVersion=^(?<version>\d+\.\d+)
 KUBERNETES_MINOR = "1.34"
-"""Kubernetes API level the rendered manifests are validated against (GKE REGULAR channel, 2026-11)."""
+"""Kubernetes API level the rendered manifests are validated against (GKE REGULAR channel, 2026-11).
+
+The GKE Gateway policy objects (HealthCheckPolicy, GCPBackendPolicy) are GKE's API, not a pin: they were checked against
+GoogleCloudPlatform/gke-gateway-api @fc40d606 (`config/crd/`, `apis/networking/v1/*_types.go`)."""
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,17 @@ VLLM_TPU_IMAGE = Image("vllm/vllm-tpu", "v0.33.0")
 """The same vLLM release built for TPUs (tpu-inference backend)."""
 # renovate: datasource=docker
 TRITON_IMAGE = Image("nvcr.io/nvidia/tritonserver", "26.07-vllm-python-py3")
-"""Triton 2.71.0 with its vLLM backend (NGC 26.07, the current release in triton-inference-server/server's README)."""
+"""Triton 2.71.0 with its vLLM backend (NGC 26.07, the current release in triton-inference-server/server's README).
+What the backend exports (token counters and latency histograms, no gauge: infra/catalog/metrics.yaml, the HPA's
+signal) was read at triton-inference-server/vllm_backend r26.01 @c70d6547, the newest release branch published; re-read
+`src/utils/metrics.py` and `src/model.py` at the bumped release's branch."""
 
 # renovate: datasource=github-releases depName=llm-d/llm-d-router
 ROUTER_VERSION = "v0.10.0"
-"""llm-d/llm-d-router (2026-08-17): the endpoint picker and the InferenceObjective API left GIE for it in 2026-06."""
+"""llm-d/llm-d-router (2026-08-17): the endpoint picker and the InferenceObjective API left GIE for it in 2026-06.
+Checked at this tag (@71f4f099): the picker's args, ports and probes (`config/charts/routerlib/templates/_deployment.yaml`),
+its resources (`routerlib/values.yaml`), and the port GKE health-checks it on
+(`llm-d-router-gateway/templates/gke.yaml`); re-check those three files on a bump."""
 ENDPOINT_PICKER_IMAGE = Image("ghcr.io/llm-d/llm-d-router-endpoint-picker", ROUTER_VERSION)
 INFERENCE_OBJECTIVE_CRD = (
     f"https://raw.githubusercontent.com/llm-d/llm-d-router/{ROUTER_VERSION}/config/crd/bases/llm-d.ai_inferenceobjectives.yaml"
