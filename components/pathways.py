@@ -3,7 +3,9 @@
 One LWS group serves one model copy: a leader pod (IFRT proxy, Pathways resource manager, the
 MaxText/JetStream server and its HTTP front) and one Pathways worker pod per TPU VM of every
 slice. Every number here (group size, TPU limit, Pathways flags, ICI mesh, probe budget, pod
-requests) arrives derived in the args; this module only shapes the objects.
+requests) arrives derived in the args, and every setting copied from GKE's samples (the server's
+MaxText config file, the proxy's tuned XLA flags) arrives chosen from the catalog; this module only
+shapes the objects.
 """
 
 from __future__ import annotations

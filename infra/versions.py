@@ -61,7 +61,11 @@ breaks with 'Pathways client is at an incompatible protocol version'). jax-0.5.3
 with jetstream-pathways:v0.2.0; newer tags are not validated with it."""
 # renovate: datasource=docker
 JETSTREAM_PATHWAYS_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-pathways", "v0.2.0")
-"""MaxText + JetStream server for Pathways (JetStream is archived upstream; last image line)."""
+"""MaxText + JetStream server for Pathways (JetStream is archived upstream; last image line). Built from MaxText main at an
+unrecorded date between 1df66628 (2024-12-20) and 4ef9c56e (2025-05-07): the MaxText config files the server starts from
+and the command-line keys it accepts were checked at 87f90024 and f9920bbd in that window, and the proxy's tuned XLA flags
+against GKE's samples @2b503651 (infra/catalog/pathways.yaml records each). A bump of this or the Pathways images
+re-checks that file: the config paths, the keys, and whether the flags still apply."""
 # renovate: datasource=docker
 JETSTREAM_HTTP_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-http", "v0.2.3")
 
