@@ -9,7 +9,7 @@ import yaml
 from conftest import ENVIRONMENTS, STACKS
 from pydantic import ValidationError
 
-from infra import sizing
+from infra import sizing, versions
 from infra.catalog import Catalog, XlaTuning
 from infra.config import load_config
 from infra.report import cost_lines
@@ -73,3 +73,11 @@ def test_a_repeated_or_malformed_xla_flag_is_refused(catalog: Catalog) -> None:
     for flags in ((*tuning.flags, tuning.flags[0].replace("=", "=x")), (*tuning.flags, "xla_tpu_rwb_fusion=true")):
         with pytest.raises(ValidationError, match="expected unique --xla_<name>=<value> flags"):
             XlaTuning(**{**tuning.model_dump(), "flags": flags})
+
+
+def test_pathways_settings_were_checked_against_the_pinned_images(catalog: Catalog) -> None:
+    """A bump of the JetStream or Pathways proxy image fails here until pathways.yaml is re-checked against it (the config
+    files live in the image; the XLA flags are read by the proxy's compiler)."""
+    assert catalog.pathways.maxtext_configs.image == versions.JETSTREAM_PATHWAYS_IMAGE.ref
+    for tuning in catalog.pathways.proxy_xla_flags:
+        assert tuning.proxy_image == versions.PATHWAYS_PROXY_IMAGE.ref, tuning.tuned_for

@@ -254,6 +254,8 @@ class XlaTuning(_Frozen):
     source: str
     origin: str
     """Where the values were tuned (the sample copies them)."""
+    proxy_image: str
+    """The Pathways proxy build the source passes them to (versions.PATHWAYS_PROXY_IMAGE must be it)."""
     flags: tuple[str, ...]
     """Verbatim `--xla_<name>=<value>` arguments, in the source's order."""
 
