@@ -50,14 +50,16 @@ def test_every_billable_line_of_shipped_stacks_has_a_price(env: str, catalog: Ca
 
 
 def test_pathways_settings_name_catalog_models_and_shapes(catalog: Catalog) -> None:
-    """Each MaxText file belongs to a catalog model whose MaxText name and tokenizer it sets; each XLA tuning names a
-    catalog model and a shape of its TPU generation, disaggregated only where MaxText has a server for that slice."""
+    """Each MaxText file belongs to a catalog model whose tokenizer it sets, and sets no key both fixed and varying; each
+    XLA tuning names a catalog model and a shape of its TPU generation, disaggregated only where MaxText has a server
+    for that slice."""
     configs = catalog.pathways.maxtext_configs
-    assert configs.default.sets == {} and configs.default.path == "MaxText/configs/base.yml"
+    assert configs.default.sets == configs.default.varies == {} and configs.default.path == "MaxText/configs/base.yml"
     for model, file in configs.models.items():
         arch = catalog.models[model]
         assert file.path != configs.default.path and file.base_config
-        assert (file.sets.get("model_name"), file.sets.get("tokenizer_path")) == (arch.maxtext_name, arch.maxtext_tokenizer)
+        assert file.sets.get("tokenizer_path", arch.maxtext_tokenizer) == arch.maxtext_tokenizer
+        assert not set(file.sets) & set(file.varies)
     window = configs.commit_window
     assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in (window.after, window.before, *window.checked_at))
     for tuning in catalog.pathways.proxy_xla_flags:

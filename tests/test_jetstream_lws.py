@@ -323,7 +323,8 @@ def test_the_server_starts_from_its_models_config_file_and_agrees_with_it(
     plans: dict[str, Items], configs: dict[str, StackConfig], catalog: Catalog, env: str, name: str
 ) -> None:
     """jax-tpu's first argument is the catalog's MaxText file for the model; every key after it is given once, is one the
-    catalog checked against base.yml, and where the file sets the same key the values agree."""
+    catalog checked against base.yml, and where the file sets the same key the values agree; a key whose value in the
+    file depends on the image's unknown MaxText commit is given on the command line whenever it can be."""
     workload = configs[env].workloads[name]
     jax = containers(templates(lws_of(plans[env])[name])[0])["jax-tpu"]
     file = catalog.pathways.maxtext_configs.for_model(workload.model.name)
@@ -335,6 +336,7 @@ def test_the_server_starts_from_its_models_config_file_and_agrees_with_it(
         assert same_value(overrides[key], file.sets[key]), (
             f"{key}: {overrides[key]} on the command line, {file.sets[key]} in {file.path}"
         )
+    assert set(file.varies) & catalog.pathways.maxtext_configs.command_line_keys <= set(overrides)
 
 
 def test_the_405b_server_runs_the_file_gke_runs_it_with(plans: dict[str, Items], catalog: Catalog) -> None:

@@ -216,8 +216,9 @@ class MaxTextConfigFile(_Frozen):
     sets: dict[str, str | bool | int] = {}
     """Scalar keys the file itself sets, identical at every checked commit: a command-line argument with the same key
     must agree (tests/test_jetstream_lws.py)."""
-    varies: str = ""
-    """What the file sets differently between the checked commits (so the image's value is unknown)."""
+    varies: dict[str, str] = {}
+    """Keys the file sets differently between the checked commits (so the image's value is unknown), and how; a key the
+    command line may pass is then passed, which settles it."""
     notes: str = ""
 
 
