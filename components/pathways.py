@@ -3,7 +3,9 @@
 One LWS group serves one model copy: a leader pod (IFRT proxy, Pathways resource manager, the
 MaxText/JetStream server and its HTTP front) and one Pathways worker pod per TPU VM of every
 slice. Every number here (group size, TPU limit, Pathways flags, ICI mesh, probe budget, pod
-requests) arrives derived in the args; this module only shapes the objects.
+requests) arrives derived in the args, and every setting copied from GKE's samples (the server's
+MaxText config file, the proxy's tuned XLA flags) arrives chosen from the catalog; this module only
+shapes the objects.
 """
 
 from __future__ import annotations
@@ -73,8 +75,11 @@ class Placement:
 
 @dataclass(frozen=True)
 class MaxTextServer:
-    """The MaxText/JetStream server's settings (keys of MaxText's base.yml)."""
+    """The MaxText/JetStream server's settings: a config file in the image, then overrides (keys of MaxText's base.yml)."""
 
+    config_file: str
+    """The MaxText config file the server starts from, a path in the jetstream-pathways image (its first argument);
+    the key=value overrides below apply on top of it."""
     model_name: str
     tokenizer_path: str
     load_parameters_path: str
@@ -137,6 +142,9 @@ class JetStreamPathwaysArgs:
     replicas: int
     scaling: Scaling | None
     scrape_interval: str
+    proxy_xla_flags: tuple[str, ...] = ()
+    """`--xla_*` flags the IFRT proxy compiles the server's programs with, after its Pathways flags (GKE's
+    disaggregated sample passes MaxText's autotuned set for the model and slice it runs); none by default."""
     ingress_cidrs: tuple[str, ...] = ()
     exceptions: Mapping[str, str] = field(default_factory=dict)
     """Policy name -> reason, for exceptions the composition decides (e.g. images without a published digest)."""
@@ -171,10 +179,10 @@ def labels(workload: str, role: str) -> dict[str, str]:
 
 
 def maxtext_args(server: MaxTextServer, layout: PathwaysLayout) -> list[str]:
-    """MaxText key=value overrides of base.yml for the JetStream server, seed 001's per mode."""
+    """The JetStream server's MaxText config file, then key=value overrides of it, seed 001's per mode."""
     fsdp, autoregressive, tensor = layout.ici
     args = [
-        "MaxText/configs/base.yml",
+        server.config_file,
         f"model_name={server.model_name}",
         f"tokenizer_path={server.tokenizer_path}",
         f"load_parameters_path={server.load_parameters_path}",
@@ -327,7 +335,7 @@ def leader_template(args: JetStreamPathwaysArgs, workload: str) -> k8s.core.v1.P
                 args,
                 "pathways-proxy",
                 images.proxy,
-                [*_scratch_flags(args), f"--server_port={PROXY_PORT}"],
+                [*_scratch_flags(args), f"--server_port={PROXY_PORT}", *args.proxy_xla_flags],
                 [_port("proxy", PROXY_PORT)],
                 "proxy",
                 requests=r["pathways-proxy"],

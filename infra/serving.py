@@ -107,6 +107,7 @@ def pathways_args(
     start = startup(catalog, workload)
     pods = sizing.pathways_pod_resources(catalog.machines[slice_.machine_type])
     assert workload.model.maxtext_name and workload.model.maxtext_tokenizer  # checked by the loader
+    settings = catalog.pathways
     return pathways.JetStreamPathwaysArgs(
         namespace=c.namespace,
         service_account=workload.service_account,
@@ -114,6 +115,7 @@ def pathways_args(
         layout=layout(workload),
         placement=placement(cfg, workload),
         server=pathways.MaxTextServer(
+            config_file=settings.maxtext_configs.for_model(workload.model.name).path,
             model_name=workload.model.maxtext_name,
             tokenizer_path=workload.model.maxtext_tokenizer,
             load_parameters_path=checkpoint_path(cfg, workload),
@@ -133,6 +135,7 @@ def pathways_args(
         replicas=c.replicas,
         scaling=scaling(catalog, workload, start),
         scrape_interval=cfg.observability.scrape_interval,
+        proxy_xla_flags=settings.proxy_flags(workload.model.name, slice_, c.mode),
         ingress_cidrs=tuple(x for x in (cfg.network.proxy_only_cidr,) if x),
         exceptions=image_exceptions(list(PATHWAYS_IMAGES)),
         depends_on=tuple(lws_ready),

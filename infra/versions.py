@@ -61,10 +61,16 @@ PATHWAYS_PROXY_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-v2-images/pathways/pro
 PATHWAYS_SERVER_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-v2-images/pathways/server", "jax-0.5.3")
 """Pathways resource manager and workers: one build for every pod of a group, matching the proxy's tag (a drift
 breaks with 'Pathways client is at an incompatible protocol version'). jax-0.5.3 is the tag GKE's samples pair
-with jetstream-pathways:v0.2.0; newer tags are not validated with it."""
+with jetstream-pathways:v0.2.0; newer tags are not validated with it. The proxy's tuned XLA flags
+(infra/catalog/pathways.yaml) were checked against the proxy build GKE's samples @2b503651 pass them to: re-check on a bump."""
 # renovate: datasource=docker
 JETSTREAM_PATHWAYS_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-pathways", "v0.2.0")
-"""MaxText + JetStream server for Pathways (JetStream is archived upstream; last image line)."""
+"""MaxText + JetStream server for Pathways (JetStream is archived upstream; last image line). Built from MaxText main at an
+unrecorded date between 1df66628 (2024-12-20) and 4ef9c56e (2025-05-07): the MaxText config files the server starts from
+and the command-line keys it accepts were checked at 87f90024 and f9920bbd in that window, and the proxy's tuned XLA flags
+against GKE's samples @2b503651 (infra/catalog/pathways.yaml records each). A bump of this or the Pathways images
+re-checks that file: the config paths, the keys, and whether the flags still apply (tests/test_catalog.py fails until
+its image references follow the bump)."""
 # renovate: datasource=docker
 JETSTREAM_HTTP_IMAGE = Image("us-docker.pkg.dev/cloud-tpu-images/inference/jetstream-http", "v0.2.3")
 

@@ -7,8 +7,10 @@ import re
 import pytest
 import yaml
 from conftest import ENVIRONMENTS, STACKS
+from pydantic import ValidationError
 
-from infra.catalog import Catalog
+from infra import sizing, versions
+from infra.catalog import Catalog, XlaTuning
 from infra.config import load_config
 from infra.report import cost_lines
 
@@ -45,3 +47,39 @@ def test_price_rows_are_sourced_and_dated(catalog: Catalog) -> None:
 def test_every_billable_line_of_shipped_stacks_has_a_price(env: str, catalog: Catalog) -> None:
     cfg = load_config(yaml.safe_load((STACKS / f"Pulumi.{env}.yaml").read_text())["config"], stack=env)
     assert [line.item for line in cost_lines(cfg, catalog) if line.unit_price is None] == []
+
+
+def test_pathways_settings_name_catalog_models_and_shapes(catalog: Catalog) -> None:
+    """Each MaxText file belongs to a catalog model whose tokenizer it sets, and sets no key both fixed and varying; each
+    XLA tuning names a catalog model and a shape of its TPU generation, disaggregated only where MaxText has a server
+    for that slice."""
+    configs = catalog.pathways.maxtext_configs
+    assert configs.default.sets == configs.default.varies == {} and configs.default.path == "MaxText/configs/base.yml"
+    for model, file in configs.models.items():
+        arch = catalog.models[model]
+        assert file.path != configs.default.path and file.base_config
+        assert file.sets.get("tokenizer_path", arch.maxtext_tokenizer) == arch.maxtext_tokenizer
+        assert not set(file.sets) & set(file.varies)
+    window = configs.commit_window
+    assert all(re.fullmatch(r"[0-9a-f]{40}", c) for c in (window.after, window.before, *window.checked_at))
+    for tuning in catalog.pathways.proxy_xla_flags:
+        t = tuning.tuned_for
+        assert t.model in catalog.models and t.topology in catalog.tpus[t.generation].shapes
+        if t.mode == "disaggregated":
+            assert sizing.disaggregated_server(catalog.tpu_slice(t.generation, t.topology)), t
+        assert tuning.flags and tuning.source and tuning.origin
+
+
+def test_a_repeated_or_malformed_xla_flag_is_refused(catalog: Catalog) -> None:
+    tuning = catalog.pathways.proxy_xla_flags[0]
+    for flags in ((*tuning.flags, tuning.flags[0].replace("=", "=x")), (*tuning.flags, "xla_tpu_rwb_fusion=true")):
+        with pytest.raises(ValidationError, match="expected unique --xla_<name>=<value> flags"):
+            XlaTuning(**{**tuning.model_dump(), "flags": flags})
+
+
+def test_pathways_settings_were_checked_against_the_pinned_images(catalog: Catalog) -> None:
+    """A bump of the JetStream or Pathways proxy image fails here until pathways.yaml is re-checked against it (the config
+    files live in the image; the XLA flags are read by the proxy's compiler)."""
+    assert catalog.pathways.maxtext_configs.image == versions.JETSTREAM_PATHWAYS_IMAGE.ref
+    for tuning in catalog.pathways.proxy_xla_flags:
+        assert tuning.proxy_image == versions.PATHWAYS_PROXY_IMAGE.ref, tuning.tuned_for

@@ -40,7 +40,7 @@ from test_platform import NODE_POOL, by_name, of_type
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.pathways import EXCLUSIVE, SUBGROUP_EXCLUSIVE, TPU_RESOURCE
 from infra import sizing
-from infra.catalog import Catalog
+from infra.catalog import Catalog, TunedFor
 from infra.cli import main
 from infra.config import StackConfig, load_config
 from infra.platform import tpu_node_pool_names
@@ -281,6 +281,106 @@ def test_topology_change_propagates_everywhere(
     assert others and all(lws_of(wide_items)[n] == lws_of(plans["prod"])[n] for n in others)
 
 
+# ------------------------------------------------------------------------------------------------ 6. GKE's samples
+
+PROXY_PATHWAYS_FLAGS = {"resource_manager_address", "gcs_scratch_location", "server_port"}
+
+
+def same_value(command_line: str, file_value: str | bool | int) -> bool:
+    """A MaxText key=value argument and a config file's YAML value mean the same (pyconfig reads both as YAML)."""
+    return yaml.safe_load(command_line) == file_value
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_the_proxy_gets_exactly_the_xla_flags_tuned_for_its_workload(
+    plans: dict[str, Items], configs: dict[str, StackConfig], catalog: Catalog, env: str, name: str
+) -> None:
+    """After its Pathways flags, the proxy's arguments are the catalog's XLA flags for this model, slice and mode, in order
+    (GKE's disaggregated Llama 2 70B sample), and nothing else."""
+    workload = configs[env].workloads[name]
+    proxy = containers(templates(lws_of(plans[env])[name])[0])["pathways-proxy"]
+    assert set(flags(proxy)) - {k for k in flags(proxy) if k.startswith("xla_")} == PROXY_PATHWAYS_FLAGS
+    expected = catalog.pathways.proxy_flags(workload.model.name, workload.tpu_pools[0].slice, workload.config.mode)
+    assert proxy["args"][len(PROXY_PATHWAYS_FLAGS) :] == list(expected)
+
+
+def test_the_shipped_workloads_the_flags_were_tuned_for_get_them(configs: dict[str, StackConfig], catalog: Catalog) -> None:
+    """Every shipped disaggregated Llama 2 70B on v6e 2x4 is what a tuning was made for (so gets non-empty flags); the
+    interleaved 405B, like GKE's 405B sample, gets none."""
+    tuned = {t.tuned_for for t in catalog.pathways.proxy_xla_flags}
+    got = {}
+    for env, cfg in configs.items():
+        for name, w in jetstream(cfg).items():
+            s = w.tpu_pools[0].slice
+            shape = TunedFor(model=w.model.name, generation=s.generation.name, topology=s.topology, mode=w.config.mode)
+            got[env, name] = bool(catalog.pathways.proxy_flags(w.model.name, s, w.config.mode))
+            assert got[env, name] == (shape in tuned)
+    assert got[("prod", "llama2-70b")] and got[("staging", "llama2-70b")] and not got[("prod", "llama-405b")]
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_the_server_starts_from_its_models_config_file_and_agrees_with_it(
+    plans: dict[str, Items], configs: dict[str, StackConfig], catalog: Catalog, env: str, name: str
+) -> None:
+    """jax-tpu's first argument is the catalog's MaxText file for the model; every key after it is given once, is one the
+    catalog checked against base.yml, and where the file sets the same key the values agree; a key whose value in the
+    file depends on the image's unknown MaxText commit is given on the command line whenever it can be."""
+    workload = configs[env].workloads[name]
+    jax = containers(templates(lws_of(plans[env])[name])[0])["jax-tpu"]
+    file = catalog.pathways.maxtext_configs.for_model(workload.model.name)
+    assert jax["args"][0] == file.path
+    overrides = flags(jax)  # refuses a key given twice
+    assert len(overrides) == len(jax["args"]) - 1
+    assert set(overrides) <= catalog.pathways.maxtext_configs.command_line_keys
+    for key in set(overrides) & set(file.sets):
+        assert same_value(overrides[key], file.sets[key]), (
+            f"{key}: {overrides[key]} on the command line, {file.sets[key]} in {file.path}"
+        )
+    assert set(file.varies) & catalog.pathways.maxtext_configs.command_line_keys <= set(overrides)
+
+
+def test_the_405b_server_runs_the_file_gke_runs_it_with(plans: dict[str, Items], catalog: Catalog) -> None:
+    """prod's 405B names its own file, not base.yml (what the image would otherwise apply), and keeps its tokenizer."""
+    configs_ = catalog.pathways.maxtext_configs
+    jax = containers(templates(lws_of(plans["prod"])["llama-405b"])[0])["jax-tpu"]
+    assert jax["args"][0] == configs_.models["llama-3.1-405b"].path != configs_.default.path
+    assert flags(jax)["tokenizer_path"] == configs_.models["llama-3.1-405b"].sets["tokenizer_path"]
+
+
+SWAPPED_MODEL = "llama-3.1-70b"
+
+
+@pytest.fixture(scope="module")
+def swapped(tmp_path_factory: pytest.TempPathFactory) -> tuple[StackConfig, Items]:
+    """prod with both JetStream workloads serving another model (same pools and modes), planned; the gateway routes one
+    model name to one workload, so it leaves them out (vLLM's llama-70b serves that model too)."""
+    raw = yaml.safe_load((STACKS / "Pulumi.prod.yaml").read_text())
+    config = raw["config"]
+    workloads = config["gke-inference:workloads"]
+    swapped = ("llama-405b", "llama2-70b")
+    for name in swapped:
+        assert workloads[name]["model"] != SWAPPED_MODEL
+        workloads[name]["model"] = SWAPPED_MODEL
+    config["gke-inference:gateway"]["routes"] = [n for n in workloads if n not in swapped]
+    path = tmp_path_factory.mktemp("swapped") / "Pulumi.prod.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_config(config, stack="prod"), plan_items(path)
+
+
+def test_another_model_gets_base_yml_and_no_tuned_flags(swapped: tuple[StackConfig, Items], catalog: Catalog) -> None:
+    """The file and the proxy flags follow the model, not the pool or the workload's name: on the same 4x4 the 405B's
+    file gives way to base.yml, and a disaggregated 70B other than Llama 2 on the same 2x4 pair compiles with XLA's
+    defaults."""
+    cfg, items = swapped
+    assert SWAPPED_MODEL not in catalog.pathways.maxtext_configs.models
+    leaders = {n: containers(templates(lws_of(items)[n])[0]) for n in ("llama-405b", "llama2-70b")}
+    assert cfg.workloads["llama2-70b"].config.mode == "disaggregated"
+    for c in leaders.values():
+        assert c["jax-tpu"]["args"][0] == catalog.pathways.maxtext_configs.default.path
+        assert flags(c["jax-tpu"])["model_name"] == catalog.models[SWAPPED_MODEL].maxtext_name
+        assert set(flags(c["pathways-proxy"])) == PROXY_PATHWAYS_FLAGS
+
+
 # ------------------------------------------------------------------------------------------------ bad configs
 
 
@@ -346,7 +446,7 @@ SEED_001 = {
 }
 """Seed 001's two LeaderWorkerSets, as structure: per template, each container's ports and the flags both manifests
 set. Deliberate differences (README, 'What changed'): a `metrics` port and `prometheus_port` added to jax-tpu; the
-v5e-64 config file and the debugging flag of the 405B resource manager dropped."""
+debugging flag of the 405B resource manager dropped. The config file (seed 001's for 405B) is checked in section 6."""
 SEED_001_DISAGGREGATED = {"compute_axis_order", "ar_cache_axis_order", "stack_prefill_result_cache", "inference_server"}
 
 

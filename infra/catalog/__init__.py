@@ -8,15 +8,17 @@ everything else (node counts, TPU limits, LWS sizes, memory fit, cost) is derive
 from __future__ import annotations
 
 import math
+import re
 from functools import cache
 from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 Provisioning = Literal["on_demand", "spot", "reservation", "flex_start"]
 Dtype = Literal["bf16", "fp8", "int8", "int4"]
+ServingMode = Literal["interleaved", "disaggregated"]
 
 
 class _Frozen(BaseModel):
@@ -204,6 +206,94 @@ class Throughput(_Frozen):
     engines: dict[str, EngineThroughput]
 
 
+class CommitWindow(_Frozen):
+    """The upstream commits a copied value can have come from, and the ones it was checked at."""
+
+    repo: str
+    after: str
+    before: str
+    checked_at: tuple[str, ...]
+
+
+class MaxTextConfigFile(_Frozen):
+    """A MaxText config file in the jetstream-pathways image: the server's first argument, which key=value arguments
+    after it override."""
+
+    path: str
+    """Relative to the image's MaxText tree, e.g. MaxText/configs/base.yml."""
+    base_config: str | None = None
+    """The file it extends (MaxText's `base_config`); every chain ends at base.yml."""
+    sets: dict[str, str | bool | int] = {}
+    """Scalar keys the file itself sets, identical at every checked commit: a command-line argument with the same key
+    must agree (tests/test_jetstream_lws.py)."""
+    varies: dict[str, str] = {}
+    """Keys the file sets differently between the checked commits (so the image's value is unknown), and how; a key the
+    command line may pass is then passed, which settles it."""
+    notes: str = ""
+
+
+class MaxTextConfigs(_Frozen):
+    """Which config file the JetStream server of each model starts from (GKE's samples name them)."""
+
+    source: str
+    image: str
+    commit_window: CommitWindow
+    command_line_keys: frozenset[str]
+    """Keys the server's command line may pass: each found in base.yml at every checked commit."""
+    default: MaxTextConfigFile
+    models: dict[str, MaxTextConfigFile]
+    """Catalog model name -> its file; every other model gets `default`."""
+
+    def for_model(self, model: str) -> MaxTextConfigFile:
+        return self.models.get(model, self.default)
+
+
+PROXY_FLAG = re.compile(r"--xla_[a-z0-9_]+=\S+")
+
+
+class TunedFor(_Frozen):
+    model: str
+    generation: str
+    topology: str
+    mode: ServingMode
+
+
+class XlaTuning(_Frozen):
+    """Compiler flags the Pathways proxy gets for the one workload shape they were autotuned for."""
+
+    tuned_for: TunedFor
+    source: str
+    origin: str
+    """Where the values were tuned (the sample copies them)."""
+    proxy_image: str
+    """The Pathways proxy build the source passes them to (versions.PATHWAYS_PROXY_IMAGE must be it)."""
+    flags: tuple[str, ...]
+    """Verbatim `--xla_<name>=<value>` arguments, in the source's order."""
+
+    @field_validator("flags")
+    @classmethod
+    def _one_value_per_flag(cls, flags: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [f for f in flags if not PROXY_FLAG.fullmatch(f)]
+        names = [f.partition("=")[0] for f in flags]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if bad or twice:
+            raise ValueError(f"expected unique --xla_<name>=<value> flags, got malformed {bad} and repeated {twice}")
+        return flags
+
+
+class PathwaysSettings(_Frozen):
+    """Settings copied from GKE's Pathways + JetStream samples (pathways.yaml), with the commits checked against."""
+
+    as_of: str
+    maxtext_configs: MaxTextConfigs
+    proxy_xla_flags: tuple[XlaTuning, ...]
+
+    def proxy_flags(self, model: str, slice_: TpuSlice, mode: ServingMode) -> tuple[str, ...]:
+        """The proxy's XLA flags for a workload: those tuned for exactly this model, slice shape and mode, else none."""
+        shape = TunedFor(model=model, generation=slice_.generation.name, topology=slice_.topology, mode=mode)
+        return next((t.flags for t in self.proxy_xla_flags if t.tuned_for == shape), ())
+
+
 class PriceRow(_Frozen):
     on_demand: float
     spot: float
@@ -223,6 +313,7 @@ class Catalog(_Frozen):
     loading: Loading
     metrics: dict[str, EngineMetrics]
     throughput: Throughput
+    pathways: PathwaysSettings
     tpu_chip_prices: dict[tuple[str, str], PriceRow]
     machine_prices: dict[tuple[str, str], PriceRow]
 
@@ -253,8 +344,8 @@ def _read(name: str) -> dict:
 @cache
 def load() -> Catalog:
     """The catalog, read once per process from the packaged YAML files."""
-    names = ("accelerators", "models", "prices", "loading", "metrics", "throughput")
-    acc, mdl, prc, ldg, met, thr = (_read(f"{n}.yaml") for n in names)
+    names = ("accelerators", "models", "prices", "loading", "metrics", "throughput", "pathways")
+    acc, mdl, prc, ldg, met, thr, pws = (_read(f"{n}.yaml") for n in names)
     tpu_prices = {
         (gen, region): PriceRow(**row, source=prc["tpu_chip_hour"]["source"], as_of=prc["tpu_chip_hour"]["as_of"])
         for gen, regions in prc["tpu_chip_hour"]["rows"].items()
@@ -274,6 +365,7 @@ def load() -> Catalog:
         machines={k: MachineShape(**v) for k, v in acc["machines"].items()},
         metrics={k: EngineMetrics(**v) for k, v in met["engines"].items()},
         throughput=Throughput(**thr),
+        pathways=PathwaysSettings(**pws),
         loading=Loading(**{**ldg, "paths": {k: LoadPath(name=k, **v) for k, v in ldg["paths"].items()}}),
         tpu_chip_prices=tpu_prices,
         machine_prices=machine_prices,
