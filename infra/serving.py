@@ -34,9 +34,8 @@ SERVE_MULTIHOST_TUTORIAL = "https://docs.cloud.google.com/kubernetes-engine/docs
 PATHWAYS_NODE_IDENTITY_REASON = (
     "Pathways with JetStream and MaxText runs with Workload Identity Federation for GKE disabled (GKE tutorial: "
     '"Node pools that run Pathways with JetStream and MaxText should disable Workload Identity Federation for GKE", '
-    f"{SERVE_MULTIHOST_TUTORIAL}); the pool is dedicated (TPU and, where a compute class selects it, class taints) and "
-    "its own node service account holds only node logging/monitoring, image pulls, read on the model bucket and write "
-    "on the scratch bucket"
+    f"{SERVE_MULTIHOST_TUTORIAL}); the config lets no other server onto the pool, and its own node service account "
+    "holds only GKE's node role, image pulls, read on the model bucket and write on the scratch bucket"
 )
 """Why the pools that serve Pathways are an exception to inf-gke-workload-identity; written on each such pool."""
 
