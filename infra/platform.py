@@ -76,11 +76,16 @@ def tpu_node_pool_names(name: str, slices: int) -> tuple[str, ...]:
 
 
 def tpu_pool_args(
-    cfg: StackConfig, pool: TpuPool, target: ClusterTarget, pathways_nodes: pulumi.Input[str] | None = None
+    cfg: StackConfig, pool: TpuPool, target: ClusterTarget, pathways_nodes: pulumi.Input[str] | None
 ) -> TpuSlicePoolArgs:
     """Node counts and placement come from the catalog slice; autoscaling moves in whole slices. A pool that serves
     Pathways runs with Workload Identity off as `pathways_nodes` (the Pathways node account's email)."""
     c, s = pool.config, pool.slice
+    dedicated = None
+    if pool.name in serving.pathways_pools(cfg):
+        if pathways_nodes is None:
+            raise ValueError(f"TPU pool {pool.name} serves Pathways: it needs the Pathways node account")
+        dedicated = DedicatedNodeIdentity(pathways_nodes, serving.PATHWAYS_NODE_IDENTITY_REASON)
     auto = None
     if c.autoscaling:
         auto = NodeAutoscaling(c.autoscaling.min_slices * s.vms, c.autoscaling.max_slices * s.vms)
@@ -96,9 +101,7 @@ def tpu_pool_args(
         reservation=c.reservation,
         autoscaling=auto,
         compute_class=cfg.compute_class_of(pool.name),
-        dedicated_identity=DedicatedNodeIdentity(pathways_nodes, serving.PATHWAYS_NODE_IDENTITY_REASON)
-        if pathways_nodes is not None and pool.name in serving.pathways_pools(cfg)
-        else None,
+        dedicated_identity=dedicated,
     )
 
 
