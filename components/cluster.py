@@ -283,6 +283,10 @@ class Cluster(pulumi.ComponentResource):
         )
 
 
+NODE_METADATA = {"disable-legacy-endpoints": "true"}
+"""Instance metadata every node carries: the v0.1/v1beta1 metadata endpoints are off."""
+
+
 def secure_node_config(service_account: pulumi.Input[str], **overrides: object) -> gcp.container.NodePoolNodeConfigArgs:
     """Node settings every pool shares: dedicated SA, GKE metadata server, shielded VM, COS, gVNIC."""
     settings: dict[str, object] = dict(
@@ -294,7 +298,7 @@ def secure_node_config(service_account: pulumi.Input[str], **overrides: object) 
             enable_secure_boot=True, enable_integrity_monitoring=True
         ),
         gvnic=gcp.container.NodePoolNodeConfigGvnicArgs(enabled=True),
-        metadata={"disable-legacy-endpoints": "true"},
+        metadata=dict(NODE_METADATA),
     )
     settings.update(overrides)
     return gcp.container.NodePoolNodeConfigArgs(**settings)  # type: ignore[arg-type]

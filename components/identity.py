@@ -1,4 +1,4 @@
-"""Identities: the least-privilege node service account and Workload Identity principals."""
+"""Identities: the least-privilege node service accounts, Workload Identity principals and bucket grants to either."""
 
 from __future__ import annotations
 
@@ -31,16 +31,30 @@ class KubernetesAccount:
         return workload_principal(project_number, project_id, self.namespace, self.service_account)
 
 
+@dataclass(frozen=True)
+class GoogleAccount:
+    """A Google service account granted by email (`serviceAccount:<email>`): the node account of pools that run with
+    Workload Identity off, whose pods act as it. `name` names the binding resource."""
+
+    name: str
+    email: pulumi.Input[str]
+
+
+BucketMember = KubernetesAccount | GoogleAccount
+"""Who a bucket role goes to: a Kubernetes service account (Workload Identity) or a Google service account."""
+
+
 def grant_bucket_role(
     prefix: str,
     bucket: pulumi.Input[str],
     role: str,
-    accounts: tuple[KubernetesAccount, ...],
+    accounts: tuple[BucketMember, ...],
     project: str,
     parent: pulumi.Resource,
     object_prefix: str | None = None,
 ) -> None:
-    """One BucketIAMMember per account, named `<prefix>-<namespace>-<account>` and parented to `parent`; with
+    """One BucketIAMMember per account, named `<prefix>-<namespace>-<account>` (`<prefix>-<name>` for a Google
+    account) and parented to `parent`; with
     `object_prefix`, an IAM condition limits the role to objects under it (the bucket uses uniform access)."""
     number = gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(parent=parent)).number
     condition = None
@@ -52,11 +66,17 @@ def grant_bucket_role(
             ),
         )
     for account in accounts:
+        if isinstance(account, GoogleAccount):
+            name = f"{prefix}-{account.name}"
+            member = pulumi.Output.from_input(account.email).apply(lambda e: f"serviceAccount:{e}")
+        else:
+            name = f"{prefix}-{account.namespace}-{account.service_account}"
+            member = number.apply(partial(account.principal, project_id=project))
         gcp.storage.BucketIAMMember(
-            f"{prefix}-{account.namespace}-{account.service_account}",
+            name,
             bucket=bucket,
             role=role,
-            member=number.apply(partial(account.principal, project_id=project)),
+            member=member,
             condition=condition,
             opts=pulumi.ResourceOptions(parent=parent),
         )
@@ -85,12 +105,15 @@ class PrefixWriter(pulumi.ComponentResource):
 @dataclass(frozen=True)
 class NodeIdentityArgs:
     project: str
-    prefix: str
-    """Physical-name prefix; the account id is '<prefix>-nodes' (at most 30 characters)."""
+    account_id: str
+    """6-30 characters, lowercase letters, digits and hyphens (the composition derives it from the stack's prefix)."""
+    display_name: str
 
 
 class NodeIdentity(pulumi.ComponentResource):
-    """A dedicated node service account with GKE's minimal node role, used by every node pool."""
+    """A dedicated node service account with GKE's minimal node role and image pulls (NODE_SA_ROLES) and nothing else
+    at project level: the general one every pool uses, or the one of the pools that serve Pathways (their bucket
+    grants are made where the buckets are, by ModelStorage and ScratchStorage)."""
 
     email: pulumi.Output[str]
 
@@ -99,8 +122,8 @@ class NodeIdentity(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         account = gcp.serviceaccount.Account(
             f"{name}-sa",
-            account_id=f"{args.prefix}-nodes"[:30].rstrip("-"),
-            display_name=f"GKE nodes of {args.prefix}",
+            account_id=args.account_id,
+            display_name=args.display_name,
             project=args.project,
             opts=child,
         )

@@ -1,4 +1,4 @@
-"""Model weights: a regional bucket, Anywhere Cache in each accelerator zone, read-only WI bindings."""
+"""Model weights: a regional bucket, Anywhere Cache in each accelerator zone, read-only bindings for its readers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from components.identity import KubernetesAccount, grant_bucket_role
+from components.identity import BucketMember, grant_bucket_role
 
 READER_ROLE = "roles/storage.objectViewer"
 
@@ -50,8 +50,9 @@ class ModelStorageArgs:
     cache_zones: tuple[str, ...]
     """One Anywhere Cache per zone; the cache serves only clients in its own zone."""
     cache_ttl_hours: int
-    readers: tuple[KubernetesAccount, ...]
-    """The serving accounts that load weights: read-only, never write."""
+    readers: tuple[BucketMember, ...]
+    """The accounts that load weights (serving Kubernetes accounts, the Pathways pools' node account): read-only,
+    never write."""
     protect: bool
     retain_on_delete: bool
     """Keep the bucket (and the weights) in GCP when the stack drops it."""

@@ -11,11 +11,39 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components.cluster import secure_node_config
+from components.cluster import NODE_METADATA, secure_node_config
 
 COMPUTE_CLASS_KEY = "cloud.google.com/compute-class"
 POOL_LABEL = "gke-inference/pool"
 """Label naming the configured pool on every node, so workloads and policies can find it."""
+EXCEPTION_METADATA = "policy-gke-inference-dev-{policy}"
+"""Instance-metadata key naming a policy exception on a node pool, its value the reason (policies/base.py reads it):
+metadata is the one free-text field a node pool has; labels allow no spaces, URLs or sentences."""
+WORKLOAD_IDENTITY_POLICY = "inf-gke-workload-identity"
+
+
+@dataclass(frozen=True)
+class DedicatedNodeIdentity:
+    """Nodes that run as a service account of their own with Workload Identity Federation off (GCE_METADATA).
+
+    Every pod scheduled on such a node acts as `service_account` through the metadata server, so the account holds
+    only what the pods the pool is dedicated to need; `reason` is written on the pool as the named exception to
+    the Workload Identity policy.
+    """
+
+    service_account: pulumi.Input[str]
+    reason: str
+
+
+def identity_settings(dedicated: DedicatedNodeIdentity | None) -> dict[str, object]:
+    """Node-config fields beside the account for who the nodes' pods are: nothing for Workload Identity (what
+    secure_node_config sets), or the GCE metadata server and the named policy exception for a dedicated account."""
+    if dedicated is None:
+        return {}
+    return {
+        "workload_metadata_config": gcp.container.NodePoolNodeConfigWorkloadMetadataConfigArgs(mode="GCE_METADATA"),
+        "metadata": {**NODE_METADATA, EXCEPTION_METADATA.format(policy=WORKLOAD_IDENTITY_POLICY): dedicated.reason},
+    }
 
 
 def capacity_settings(provisioning: str, reservation: str | None) -> dict[str, object]:
@@ -91,6 +119,8 @@ class TpuSlicePoolArgs:
     autoscaling: NodeAutoscaling | None = None
     compute_class: str | None = None
     """ComputeClass that selects this pool: its label and taint go on the nodes."""
+    dedicated_identity: DedicatedNodeIdentity | None = None
+    """Set for the pools that serve Pathways: Workload Identity off, their own node account."""
 
 
 class TpuSlicePool(pulumi.ComponentResource):
@@ -129,8 +159,9 @@ class TpuSlicePool(pulumi.ComponentResource):
                 else None,
                 management=gcp.container.NodePoolManagementArgs(auto_repair=True, auto_upgrade=target.auto_upgrade),
                 node_config=secure_node_config(
-                    target.node_service_account,
+                    args.dedicated_identity.service_account if args.dedicated_identity else target.node_service_account,
                     machine_type=args.machine_type,
+                    **identity_settings(args.dedicated_identity),
                     **capacity_settings(args.provisioning, args.reservation),
                     **class_selection(args.pool, args.compute_class),
                 ),

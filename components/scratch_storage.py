@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components.identity import KubernetesAccount, grant_bucket_role
+from components.identity import BucketMember, grant_bucket_role
 from components.model_storage import secure_bucket
 
 WRITER_ROLE = "roles/storage.objectUser"
@@ -25,7 +25,9 @@ class ScratchStorageArgs:
     bucket_name: str
     location: str
     ttl_days: int
-    writers: tuple[KubernetesAccount, ...]
+    writers: tuple[BucketMember, ...]
+    """Who the Pathways servers run as: the node account of the pools they run on (Workload Identity off there), or a
+    Kubernetes account where nodes may come with Workload Identity on."""
     protect: bool
     kms_key: str | None = None
 

@@ -19,10 +19,18 @@ from components.cluster import (
     kubeconfig,
 )
 from components.compute_class import ComputeClass, ComputeClassArgs, Gpu, Tpu
-from components.identity import KubernetesAccount, NodeIdentity, NodeIdentityArgs
+from components.identity import GoogleAccount, NodeIdentity, NodeIdentityArgs
 from components.model_storage import ModelStorage, ModelStorageArgs
 from components.network import Network, NetworkArgs
-from components.node_pools import ClusterTarget, GpuNodePool, GpuPoolArgs, NodeAutoscaling, TpuSlicePool, TpuSlicePoolArgs
+from components.node_pools import (
+    ClusterTarget,
+    DedicatedNodeIdentity,
+    GpuNodePool,
+    GpuPoolArgs,
+    NodeAutoscaling,
+    TpuSlicePool,
+    TpuSlicePoolArgs,
+)
 from components.services import ProjectServices, ProjectServicesArgs, required_services
 from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
 from infra import serving
@@ -32,6 +40,23 @@ from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool, Work
 def resource_prefix(cfg: StackConfig) -> str:
     """Physical-name prefix shared by every GCP resource of the stack, e.g. 'inference-prod'."""
     return f"{cfg.cluster.name}-{cfg.environment}"
+
+
+SERVICE_ACCOUNT_ID_MAX = 30
+"""GCP's limit on a service account id (6-30 characters)."""
+PATHWAYS_ACCOUNT_SUFFIX = "pathways"
+
+
+def node_account_id(prefix: str) -> str:
+    """The general node account: '<prefix>-nodes', cut at the limit (as it always was: renaming it replaces every pool)."""
+    return f"{prefix}-nodes"[:SERVICE_ACCOUNT_ID_MAX].rstrip("-")
+
+
+def pathways_account_id(prefix: str) -> str:
+    """The Pathways pools' node account: '<prefix>-pathways', the prefix cut so the suffix always survives (two
+    accounts of one stack must never collapse into one id)."""
+    keep = SERVICE_ACCOUNT_ID_MAX - len(PATHWAYS_ACCOUNT_SUFFIX) - 1
+    return f"{prefix[:keep].rstrip('-')}-{PATHWAYS_ACCOUNT_SUFFIX}"
 
 
 def accelerator_limits(cfg: StackConfig) -> tuple[AcceleratorLimit, ...]:
@@ -50,9 +75,17 @@ def tpu_node_pool_names(name: str, slices: int) -> tuple[str, ...]:
     return (name,) if slices == 1 else tuple(f"{name}-{i}" for i in range(slices))
 
 
-def tpu_pool_args(cfg: StackConfig, pool: TpuPool, target: ClusterTarget) -> TpuSlicePoolArgs:
-    """Node counts and placement come from the catalog slice; autoscaling moves in whole slices."""
+def tpu_pool_args(
+    cfg: StackConfig, pool: TpuPool, target: ClusterTarget, pathways_nodes: pulumi.Input[str] | None
+) -> TpuSlicePoolArgs:
+    """Node counts and placement come from the catalog slice; autoscaling moves in whole slices. A pool that serves
+    Pathways runs with Workload Identity off as `pathways_nodes` (the Pathways node account's email)."""
     c, s = pool.config, pool.slice
+    dedicated = None
+    if pool.name in serving.pathways_pools(cfg):
+        if pathways_nodes is None:
+            raise ValueError(f"TPU pool {pool.name} serves Pathways: it needs the Pathways node account")
+        dedicated = DedicatedNodeIdentity(pathways_nodes, serving.PATHWAYS_NODE_IDENTITY_REASON)
     auto = None
     if c.autoscaling:
         auto = NodeAutoscaling(c.autoscaling.min_slices * s.vms, c.autoscaling.max_slices * s.vms)
@@ -68,6 +101,7 @@ def tpu_pool_args(cfg: StackConfig, pool: TpuPool, target: ClusterTarget) -> Tpu
         reservation=c.reservation,
         autoscaling=auto,
         compute_class=cfg.compute_class_of(pool.name),
+        dedicated_identity=dedicated,
     )
 
 
@@ -218,7 +252,19 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         "gcp", project=cfg.project, region=cfg.region, default_labels=labels, opts=pulumi.ResourceOptions(depends_on=[services])
     )
     opts = pulumi.ResourceOptions(providers=[gcp_provider])
-    identity = NodeIdentity("node-identity", NodeIdentityArgs(cfg.project, prefix), opts)
+    identity = NodeIdentity(
+        "node-identity", NodeIdentityArgs(cfg.project, node_account_id(prefix), f"GKE nodes of {prefix}"), opts
+    )
+    pathways_nodes = None
+    if serving.pathways_pools(cfg):
+        # Pathways pods act as their nodes (Workload Identity off on their pools): an account of their own, never
+        # the general one, with the general one's project roles and the bucket grants below.
+        pathways_identity = NodeIdentity(
+            "pathways-node-identity",
+            NodeIdentityArgs(cfg.project, pathways_account_id(prefix), f"GKE nodes serving Pathways in {prefix}"),
+            opts,
+        )
+        pathways_nodes = GoogleAccount("pathways-nodes", pathways_identity.email)
 
     if cfg.cluster.existing is not None:
         found = gcp.container.get_cluster_output(
@@ -244,7 +290,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         cfg.project, cfg.region, cluster_name, identity.email, cfg.cluster.auto_upgrade, cfg.protection.protect
     )
     for name, tpu in cfg.tpu_pools.items():
-        TpuSlicePool(name, tpu_pool_args(cfg, tpu, target), opts)
+        TpuSlicePool(name, tpu_pool_args(cfg, tpu, target, pathways_nodes.email if pathways_nodes else None), opts)
     for name, gpu in cfg.gpu_pools.items():
         GpuNodePool(name, gpu_pool_args(cfg, gpu, target), opts)
 
@@ -258,9 +304,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
             soft_delete_days=cfg.model_storage.soft_delete_days,
             cache_zones=cfg.cache_zones,
             cache_ttl_hours=cfg.model_storage.anywhere_cache.ttl_hours,
-            readers=tuple(
-                sorted({KubernetesAccount(w.config.namespace, w.service_account) for w in cfg.workloads.values()}, key=str)
-            ),
+            readers=serving.bucket_members(cfg, cfg.workloads.values(), pathways_nodes),
             protect=cfg.protection.protect,
             retain_on_delete=cfg.protection.retain_on_delete,
             kms_key=cfg.model_storage.kms_key,
@@ -284,7 +328,15 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     for name, cc in cfg.compute_classes.items():
         ComputeClass(name, compute_class_args(cfg, cc, identity.email), k8s_opts)
     served = serving.build(
-        cfg, serving.PlatformHandles(gcp=opts, k8s=k8s_opts, namespaces=created, storage_ready=[storage], subnetwork=subnetwork)
+        cfg,
+        serving.PlatformHandles(
+            gcp=opts,
+            k8s=k8s_opts,
+            namespaces=created,
+            storage_ready=[storage],
+            subnetwork=subnetwork,
+            pathways_nodes=pathways_nodes,
+        ),
     )
 
     return {
@@ -292,6 +344,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         "cluster_endpoint": endpoint,
         "kubeconfig": kube,
         "node_service_account": identity.email,
+        **({"pathways_node_service_account": pathways_nodes.email} if pathways_nodes else {}),
         "model_bucket": storage.bucket,
         "model_bucket_url": storage.url,
         **served,

@@ -7,13 +7,14 @@ engine's component, deriving every number from the catalog through `infra.sizing
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
 import pulumi
 
 from components import pathways
-from components.identity import KubernetesAccount
+from components.identity import BucketMember, GoogleAccount, KubernetesAccount
 from components.lws import LeaderWorkerSetApi, LeaderWorkerSetApiArgs
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
@@ -29,6 +30,14 @@ TPU_ACCELERATOR_KEY = "cloud.google.com/gke-tpu-accelerator"
 TPU_TOPOLOGY_KEY = "cloud.google.com/gke-tpu-topology"
 SCRATCH_TTL_DAYS = 7
 """Pathways scratch objects (compilation and transfer state) expire after a week."""
+SERVE_MULTIHOST_TUTORIAL = "https://docs.cloud.google.com/kubernetes-engine/docs/tutorials/serve-multihost-tpu-jetstream"
+PATHWAYS_NODE_IDENTITY_REASON = (
+    "Pathways with JetStream and MaxText runs with Workload Identity Federation for GKE disabled (GKE tutorial: "
+    '"Node pools that run Pathways with JetStream and MaxText should disable Workload Identity Federation for GKE", '
+    f"{SERVE_MULTIHOST_TUTORIAL}); the config lets no other server onto the pool, and its own node service account "
+    "holds only GKE's node role, image pulls, read on the model bucket and write on the scratch bucket"
+)
+"""Why the pools that serve Pathways are an exception to inf-gke-workload-identity; written on each such pool."""
 
 
 PATHWAYS_IMAGES = (
@@ -52,6 +61,40 @@ class PlatformHandles:
     """The model bucket and its CMEK grant, which the scratch bucket reuses."""
     subnetwork: pulumi.Input[str] | None = None
     """The node subnet: an internal gateway's address is reserved in it."""
+    pathways_nodes: GoogleAccount | None = None
+    """The node account of the pools that serve Pathways: the Pathways pods act as it."""
+
+
+def pathways_pools(cfg: StackConfig) -> frozenset[str]:
+    """The TPU pools a jetstream-pathways workload runs on: Workload Identity off, the Pathways node account."""
+    return frozenset(p.name for w in cfg.workloads.values() if w.config.engine == "jetstream-pathways" for p in w.tpu_pools)
+
+
+def on_workload_identity_nodes(cfg: StackConfig, workload: Workload) -> bool:
+    """Whether the workload's pods may run on nodes with Workload Identity on, and so act as their Kubernetes account.
+
+    Every engine but Pathways does. Pathways pods do only where a compute class may auto-create node pools for them:
+    GKE creates those with the GKE metadata server (a ComputeClass's nodePoolConfig cannot turn it off).
+    """
+    if workload.config.engine != "jetstream-pathways":
+        return True
+    classes = (cfg.compute_class_of(p.name) for p in workload.tpu_pools)
+    return any(c is not None and cfg.compute_classes[c].node_pool_auto_creation for c in classes)
+
+
+def bucket_members(
+    cfg: StackConfig, workloads: Iterable[Workload], pathways_nodes: GoogleAccount | None
+) -> tuple[BucketMember, ...]:
+    """Who acts for these workloads on a bucket: each one's Kubernetes account where its pods may run with Workload
+    Identity, and the Pathways pools' node account when one of them is Pathways (its pods act as the node there)."""
+    listed = list(workloads)
+    accounts: list[BucketMember] = sorted(
+        {KubernetesAccount(w.config.namespace, w.service_account) for w in listed if on_workload_identity_nodes(cfg, w)},
+        key=str,
+    )
+    if pathways_nodes is not None and any(w.config.engine == "jetstream-pathways" for w in listed):
+        accounts.append(pathways_nodes)
+    return tuple(accounts)
 
 
 def checkpoint_path(cfg: StackConfig, workload: Workload) -> str:
@@ -204,7 +247,7 @@ def jetstream_servers(
             bucket_name=scratch_bucket_name(cfg),
             location=cfg.bucket_location,
             ttl_days=SCRATCH_TTL_DAYS,
-            writers=tuple(KubernetesAccount(w.config.namespace, w.service_account) for w in jetstream.values()),
+            writers=bucket_members(cfg, jetstream.values(), platform.pathways_nodes),
             protect=cfg.protection.protect,
             kms_key=cfg.model_storage.kms_key,
         ),

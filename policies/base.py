@@ -33,6 +33,9 @@ Config = Mapping[str, Any]
 
 EXCEPTION_ANNOTATION = "policy.gke-inference.dev/{policy}"
 """A Kubernetes object excluded by config must also carry this annotation with the reason (and ticket)."""
+EXCEPTION_METADATA = "policy-gke-inference-dev-{policy}"
+"""A node pool names an exception a rule grants in this instance-metadata key, the value its reason (a node pool has no
+annotations, and its labels cannot hold a sentence)."""
 
 
 def string_list(description: str, default: Sequence[str] = (), **item: Any) -> dict[str, Any]:
@@ -206,6 +209,13 @@ StackCheck = Callable[[StackValidationArgs, Config], Iterable[Finding]]
 def annotation_reason(props: Props, policy: str) -> str:
     annotations = mapping(get(props, "metadata.annotations"))
     reason = annotations.get(EXCEPTION_ANNOTATION.format(policy=policy))
+    return reason.strip() if isinstance(reason, str) else ""
+
+
+def metadata_reason(props: Props, policy: str) -> str:
+    """The reason a node pool gives, in its nodeConfig.metadata, for an exception to `policy` ('' when none)."""
+    metadata = mapping(get(props, "nodeConfig.metadata"))
+    reason = metadata.get(EXCEPTION_METADATA.format(policy=policy))
     return reason.strip() if isinstance(reason, str) else ""
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, Severity
 
-from policies.base import Config, Meta, get, is_unknown, items, resource_policy, string_list
+from policies.base import EXCEPTION_METADATA, Config, Meta, get, is_unknown, items, metadata_reason, resource_policy, string_list
 from policies.inventory import CLUSTER, NODE_POOL, Pool, pool_name
 
 SUBNETWORK = "gcp:compute/subnetwork:Subnetwork"
@@ -15,6 +15,7 @@ CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
 BUCKET = "gcp:storage/bucket:Bucket"
 REGION = re.compile(r"^[a-z]+-[a-z]+\d+$")
 DEFAULT_COMPUTE_SA = re.compile(r"-compute@developer\.gserviceaccount\.com$")
+WORKLOAD_IDENTITY = "inf-gke-workload-identity"
 
 
 def _private_nodes(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
@@ -56,8 +57,17 @@ def _workload_identity(args: ResourceValidationArgs, cfg: Config) -> Iterator[st
             yield f"workloadIdentityConfig.workloadPool is {pool}; expected {project}.svc.id.goog"
         return
     mode = get(args.props, "nodeConfig.workloadMetadataConfig.mode")
-    if mode != "GKE_METADATA":
-        yield f"nodeConfig.workloadMetadataConfig.mode is {mode or 'unset'}; expected GKE_METADATA (pods could read the node's credentials)"
+    if mode == "GKE_METADATA":
+        return
+    found = f"nodeConfig.workloadMetadataConfig.mode is {mode or 'unset'}; expected GKE_METADATA (pods could read the node's credentials)"
+    key = EXCEPTION_METADATA.format(policy=WORKLOAD_IDENTITY)
+    reason = metadata_reason(args.props, WORKLOAD_IDENTITY)
+    if not reason:
+        yield found
+    elif mode != "GCE_METADATA" or Pool(pool_name(args.name, args.props), args.props).tpu is None:
+        # The one exception: TPU pools serving Pathways with JetStream and MaxText, which GKE's tutorial runs on the
+        # GCE metadata server (infra.serving.PATHWAYS_NODE_IDENTITY_REASON); any other pool still needs the GKE one.
+        yield f"{found}; nodeConfig.metadata.{key} names an exception, which only a TPU pool on GCE_METADATA may take"
 
 
 def _no_legacy_auth(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
@@ -209,11 +219,13 @@ POLICIES = [
     ),
     resource_policy(
         Meta(
-            "inf-gke-workload-identity",
-            "Workload Identity is on for the cluster (<project>.svc.id.goog) and every pool uses the GKE metadata server.",
+            WORKLOAD_IDENTITY,
+            "Workload Identity is on for the cluster (<project>.svc.id.goog) and every pool uses the GKE metadata server, "
+            "but a TPU pool that names its exception with a reason (the pools serving Pathways).",
             Severity.HIGH,
             "Set workload_identity_config.workload_pool to '<project>.svc.id.goog' and the pool's "
-            "workload_metadata_config.mode to GKE_METADATA.",
+            "workload_metadata_config.mode to GKE_METADATA. Exception: a TPU pool serving Pathways runs on GCE_METADATA as "
+            f"a node account of its own and says why in node_config.metadata['{EXCEPTION_METADATA.format(policy=WORKLOAD_IDENTITY)}'].",
             cis="5.2.2",
         ),
         [CLUSTER, NODE_POOL],

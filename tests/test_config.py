@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, STACKS, mutate
 
+from infra.cli import main
 from infra.config import ConfigError, ProtectionConfig, load_config
 
 NS = "gke-inference"
@@ -341,6 +344,33 @@ def test_gateway_prerequisites_are_all_reported() -> None:
         f"{NS}:cluster.gateway_api_channel: the Inference Gateway needs the Gateway API; expected CHANNEL_STANDARD, got 'CHANNEL_DISABLED'",
         f"{NS}:network.proxy_only_cidr: gke-l7-rilb needs an ACTIVE REGIONAL_MANAGED_PROXY subnet in us-east5; expected a CIDR, got nothing",
     ]
+
+
+def shared_pathways_pool(vllm: dict[str, Any] | None = None) -> dict[str, Any]:
+    """BASE plus a single-host pool `one` that a jetstream-pathways workload and a vLLM-on-TPU server both name."""
+    raw = mutate(BASE, f"{NS}:tpu_pools.one", {"topology": "2x4", "zones": ["us-east5-b"], "slices": 2})
+    pathways = {"engine": "jetstream-pathways", "model": "llama-3.1-8b", "tpu_pools": ["one"], "per_device_batch_size": 4}
+    raw = mutate(raw, f"{NS}:workloads.js", pathways)
+    return mutate(raw, f"{NS}:workloads.vt", vllm or {"engine": "vllm", "model": "llama-3.1-8b", "tpu_pools": ["one"]})
+
+
+def test_a_pathways_pool_is_not_shared_with_a_workload_identity_server(tmp_path: Path) -> None:
+    """Pathways pools run with Workload Identity off; a vLLM server reading weights as its own Kubernetes account
+    cannot share one: refused with the key, the value and what is expected, exit 2, nothing planned."""
+    message = (
+        f"{NS}:workloads.vt.tpu_pools: tpu_pools.one serves jetstream-pathways workload js: its nodes run with Workload "
+        "Identity off as the Pathways node account, and vllm needs its own Kubernetes account's Workload Identity; "
+        "expected a TPU pool no jetstream-pathways workload uses, got 'one'"
+    )
+    assert problems(shared_pathways_pool()) == [message]
+    # The same server on a pool of its own loads.
+    alone = mutate(shared_pathways_pool(), f"{NS}:tpu_pools.two", {"topology": "2x4", "zones": ["us-east5-b"]})
+    load_config(mutate(alone, f"{NS}:workloads.vt.tpu_pools", ["two"]), stack="test")
+    stack = tmp_path / "Pulumi.shared.yaml"
+    stack.write_text(yaml.safe_dump({"config": shared_pathways_pool()}))
+    result = CliRunner().invoke(main, ["plan", "--stack-file", str(stack), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and message in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_every_problem_is_reported_at_once() -> None:

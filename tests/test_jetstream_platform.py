@@ -8,6 +8,7 @@ helpers in serving_helpers.py, the `plans` and `configs` fixtures in conftest.py
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -30,14 +31,16 @@ from serving_helpers import (
     templates,
     walk_containers,
 )
-from test_platform import of_type
+from test_platform import auto_created_nodes, of_type
 
-from components.identity import workload_principal
+from components.identity import NODE_SA_ROLES, workload_principal
+from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.pathways import DISAGGREGATED_CAPABILITIES
 from components.serving_namespace import EXCEPTION_ANNOTATION as POD_SECURITY_EXCEPTION
 from infra import versions
 from infra.config import ConfigError, StackConfig, load_config
 from infra.plan import FAKE_PROJECT_NUMBER
+from infra.serving import scratch_bucket_name
 
 DISAGGREGATED_POLICIES = ("inf-k8s-capabilities", "inf-k8s-nonroot-readonly")
 ROLE = "roles/monitoring.viewer"
@@ -222,3 +225,127 @@ def test_every_image_is_a_pinned_version(plans: dict[str, Items], env: str) -> N
     for c in rendered:
         assert c["image"] in pinned and not c["image"].endswith(":latest"), c["image"]
         assert c.get("imagePullPolicy") != "Always", c["name"]
+
+
+# ------------------------------------------------------------------------------------------------ 5. node identity
+
+BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
+PROJECT_IAM = "gcp:projects/iAMMember:IAMMember"
+NODE_POOL = "gcp:container/nodePool:NodePool"
+READ_ROLES = ("roles/storage.objectViewer", "roles/storage.objectUser")
+"""Roles that let a member read objects (objectUser: read and write)."""
+
+
+def pools_selected(items: Items, template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The rendered node pools a pod template can land on: by the compute class or the pool label it selects (every
+    Pathways template selects one of the two; the TPU labels GKE adds narrow no further within a pool)."""
+    selector = template["spec"]["nodeSelector"]
+    keys = [k for k in (COMPUTE_CLASS_KEY, POOL_LABEL) if k in selector]
+    assert keys, selector
+    return {
+        r["name"]: r["inputs"]
+        for r in of_type(items, NODE_POOL)
+        if all(r["inputs"]["nodeConfig"].get("labels", {}).get(k) == selector[k] for k in keys)
+    }
+
+
+def bucket_of(url: str) -> str:
+    return url.removeprefix("gs://").split("/", 1)[0]
+
+
+def grants(items: Items, member: str) -> set[tuple[str, str]]:
+    """(bucket, role) of every unconditional bucket grant to `member`."""
+    return {
+        (r["inputs"]["bucket"], r["inputs"]["role"])
+        for r in of_type(items, BUCKET_IAM)
+        if r["inputs"]["member"] == member and "condition" not in r["inputs"]
+    }
+
+
+def pathways_identity_problems(items: Items) -> list[str]:
+    """What is wrong with the identity of the nodes Pathways runs on: each pool a Pathways LWS's templates select runs
+    with Workload Identity off (GCE_METADATA) as one account of its own, which is not the general node account, holds
+    GKE's node roles and nothing else at project level, reads the bucket of --load_parameters_path and writes the
+    bucket of --gcs_scratch_location; every other pool runs as the general account with Workload Identity on."""
+    general = next(r for r in of_type(items, NODE_POOL) if r["name"] == "cluster-system")["inputs"]["nodeConfig"][
+        "serviceAccount"
+    ]
+    problems: list[str] = []
+    serving: dict[str, dict[str, Any]] = {}
+    for lws in lws_of(items).values():
+        leader, worker = templates(lws)
+        weights = flags(containers(leader)["jax-tpu"])["load_parameters_path"]
+        scratch = {
+            flags(c)["gcs_scratch_location"]
+            for t in (leader, worker)
+            for c in t["spec"]["containers"]
+            if "gcs_scratch_location" in flags(c)
+        }
+        for template in (leader, worker):
+            for pool_name, pool in pools_selected(items, template).items():
+                serving[pool_name] = pool
+                node, sa = pool["nodeConfig"], pool["nodeConfig"]["serviceAccount"]
+                if node["workloadMetadataConfig"]["mode"] != "GCE_METADATA":
+                    problems.append(f"{pool_name}: {node['workloadMetadataConfig']['mode']}")
+                if sa == general:
+                    problems.append(f"{pool_name}: runs as the general node account")
+                held = grants(items, f"serviceAccount:{sa}")
+                if not any((bucket_of(weights), role) in held for role in READ_ROLES):
+                    problems.append(f"{pool_name}: {sa} cannot read {weights}")
+                problems += [
+                    f"{pool_name}: {sa} cannot write {s}"
+                    for s in scratch
+                    if (bucket_of(s), "roles/storage.objectUser") not in held
+                ]
+    accounts = {p["nodeConfig"]["serviceAccount"] for p in serving.values()}
+    if len(accounts) > 1:
+        problems.append(f"Pathways pools run as {sorted(accounts)}: one account per stack")
+    for sa in accounts:
+        roles = sorted(
+            r["inputs"]["role"] for r in of_type(items, PROJECT_IAM) if r["inputs"]["member"] == f"serviceAccount:{sa}"
+        )
+        if roles != sorted(NODE_SA_ROLES):
+            problems.append(f"{sa} holds {roles} at project level")
+    for r in of_type(items, NODE_POOL):
+        node = r["inputs"]["nodeConfig"]
+        if r["name"] not in serving and (node["workloadMetadataConfig"]["mode"], node["serviceAccount"]) != (
+            "GKE_METADATA",
+            general,
+        ):
+            problems.append(
+                f"{r['name']} serves no Pathways workload but runs as {node['serviceAccount']} on {node['workloadMetadataConfig']['mode']}"
+            )
+    return problems
+
+
+@pytest.mark.parametrize("env", JETSTREAM_ENVS)
+def test_pathways_pools_run_as_their_own_node_account(plans: dict[str, Items], env: str) -> None:
+    """The pools Pathways' LWSs select are GCE_METADATA with the Pathways node account, which can read the weights and
+    write the scratch location the LWS names; every other pool keeps Workload Identity and the general account."""
+    assert lws_of(plans[env])
+    assert pathways_identity_problems(plans[env]) == []
+
+
+def test_a_pathways_pool_on_the_gke_metadata_server_is_refused(plans: dict[str, Items]) -> None:
+    """The old object, a Pathways pool with Workload Identity on as the general account, fails the relationship."""
+    items = copy.deepcopy(plans["staging"])
+    general = next(r for r in of_type(items, NODE_POOL) if r["name"] == "cluster-system")["inputs"]["nodeConfig"][
+        "serviceAccount"
+    ]
+    pool = next(r for r in of_type(items, NODE_POOL) if r["name"] == "v6e-2x4-0")["inputs"]["nodeConfig"]
+    pool["workloadMetadataConfig"], pool["serviceAccount"] = {"mode": "GKE_METADATA"}, general
+    problems = pathways_identity_problems(items)
+    assert "v6e-2x4-0: GKE_METADATA" in problems and "v6e-2x4-0: runs as the general node account" in problems
+
+
+@pytest.mark.parametrize(("env", "name"), CASES)
+def test_pathways_accounts_act_through_workload_identity_only_where_nodes_have_it(
+    plans: dict[str, Items], configs: dict[str, StackConfig], env: str, name: str
+) -> None:
+    """A Pathways workload's Kubernetes account holds bucket grants only when a compute class may auto-create nodes
+    for it (GKE creates those with Workload Identity on): otherwise its pods act as their node, and a binding to the
+    Kubernetes account would be dead and misleading."""
+    cfg, workload = configs[env], configs[env].workloads[name]
+    principal = workload_principal(FAKE_PROJECT_NUMBER, cfg.project, workload.config.namespace, workload.service_account)
+    expected = {(cfg.bucket_name, "roles/storage.objectViewer"), (scratch_bucket_name(cfg), "roles/storage.objectUser")}
+    assert grants(plans[env], principal) == (expected if auto_created_nodes(cfg, workload) else set())

@@ -69,17 +69,26 @@ def test_children_are_parented_to_and_named_after_their_component(planned: Path,
 
 
 def test_nodes_run_as_the_dedicated_least_privilege_account(planned: Path) -> None:
+    """prod: every pool runs as the general node account but the four TPU node pools serving Pathways, which run as
+    the Pathways node account; both accounts hold exactly GKE's node role and image pulls at project level."""
     items = resources(planned, "prod")
     email = "inference-prod-nodes@acme-inference-prod.iam.gserviceaccount.com"
+    pathways = "inference-prod-pathways@acme-inference-prod.iam.gserviceaccount.com"
     cluster = one(items, "gcp:container/cluster:Cluster")
     assert cluster["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"] == email
-    pools = [r for r in items if r["type"] == "gcp:container/nodePool:NodePool"]
-    assert len(pools) == 7 and all(p["inputs"]["nodeConfig"]["serviceAccount"] == email for p in pools)
-    assert all(p["inputs"]["cluster"] == cluster["inputs"]["name"] for p in pools)
+    pools = {
+        r["name"]: r["inputs"]["nodeConfig"]["serviceAccount"] for r in items if r["type"] == "gcp:container/nodePool:NodePool"
+    }
+    served = {f"v6e-4x4-{i}" for i in range(2)} | {f"v6e-2x4-{i}" for i in range(2)}
+    assert len(pools) == 7 and pools == {n: pathways if n in served else email for n in pools}
+    assert all(
+        r["inputs"]["cluster"] == cluster["inputs"]["name"] for r in items if r["type"] == "gcp:container/nodePool:NodePool"
+    )
     members = [r["inputs"] for r in items if r["type"] == "gcp:projects/iAMMember:IAMMember"]
     accounts = [m for m in members if m["member"].startswith("serviceAccount:")]
-    assert sorted(m["role"] for m in accounts) == sorted(NODE_SA_ROLES)
-    assert {m["member"] for m in accounts} == {f"serviceAccount:{email}"}
+    for account in (email, pathways):
+        assert sorted(m["role"] for m in accounts if m["member"] == f"serviceAccount:{account}") == sorted(NODE_SA_ROLES)
+    assert {m["member"] for m in accounts} == {f"serviceAccount:{email}", f"serviceAccount:{pathways}"}
     # The only other project grant: the metrics adapter's own principal may read Cloud Monitoring, nothing else.
     others = [m for m in members if m not in accounts]
     assert [(m["role"], m["member"].rsplit("/subject/", 1)[-1]) for m in others] == [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,9 @@ from components.compute_class import compute_class_spec
 from components.identity import workload_principal
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from infra.cli import main
-from infra.config import StackConfig, load_config
+from infra.config import StackConfig, Workload, load_config
 from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
-from infra.platform import compute_class_args, tpu_node_pool_names
+from infra.platform import compute_class_args, node_account_id, pathways_account_id, resource_prefix, tpu_node_pool_names
 from infra.serving import scratch_bucket_name
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
@@ -133,18 +134,33 @@ def test_serving_accounts_read_weights_through_workload_identity(plans: dict[str
         assert m["condition"]["expression"] == (
             f'resource.name.startsWith("projects/_/buckets/{cfg.bucket_name}/objects/batch/{workload}/")'
         )
+    # Kubernetes accounts read through Workload Identity wherever their pods may run with it: every engine but
+    # Pathways, whose pools run with it off (their pods act as the Pathways node account) unless a compute class may
+    # auto-create nodes for it. The Pathways node account is the one Google account on the buckets.
+    pathways = [w for w in cfg.workloads.values() if w.config.engine == "jetstream-pathways"]
+    on_wi = [w for w in cfg.workloads.values() if w not in pathways or auto_created_nodes(cfg, w)]
+    node_account = {f"serviceAccount:{pathways_account_id(resource_prefix(cfg))}@{cfg.project}.iam.gserviceaccount.com"}
     assert sorted(m["member"] for m in readers) == sorted(
-        workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)
-        for w in cfg.workloads.values()
+        [workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account) for w in on_wi]
+        + sorted(node_account if pathways else ())
     )
-    # Pathways writes its scratch state to the stack's own bucket, and only JetStream workloads may.
+    # Pathways writes its scratch state to the stack's own bucket, and only JetStream identities may.
     writers = [m for m in members if m["bucket"] != cfg.bucket_name]
     assert {(m["bucket"], m["role"]) for m in writers} <= {(scratch_bucket_name(cfg), "roles/storage.objectUser")}
     assert sorted(m["member"] for m in writers) == sorted(
-        workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)
-        for w in cfg.workloads.values()
-        if w.config.engine == "jetstream-pathways"
+        [
+            workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)
+            for w in pathways
+            if w in on_wi
+        ]
+        + sorted(node_account if pathways else ())
     )
+
+
+def auto_created_nodes(cfg: StackConfig, workload: Workload) -> bool:
+    """Whether a compute class may auto-create nodes (Workload Identity on) for one of the workload's TPU pools."""
+    classes = [cfg.compute_class_of(p.name) for p in workload.tpu_pools]
+    return any(c is not None and cfg.compute_classes[c].node_pool_auto_creation for c in classes)
 
 
 def test_principal_format() -> None:
@@ -298,3 +314,15 @@ def test_gpu_pool_capacity_models_and_image_cache(tmp_path: Path, provisioning: 
     assert p["nodeConfig"]["secondaryBootDisks"] == [{"diskImage": "global/images/vllm-cache", "mode": "CONTAINER_IMAGE_CACHE"}]
     assert ("queuedProvisioning" in p) == (provisioning == "queued")
     assert p["autoscaling"]["locationPolicy"] == "ANY"
+
+
+@pytest.mark.parametrize("prefix", ["inference-prod", "a-very-long-cluster-name-staging", "x" * 28 + "-dev"])
+def test_node_account_ids_are_valid_and_distinct(prefix: str) -> None:
+    """GCP's account-id rule (6-30 characters, a letter first, no trailing hyphen); the Pathways account keeps its
+    whole suffix, so the two accounts of a stack never collapse into one id however long the prefix."""
+    general, pathways = node_account_id(prefix), pathways_account_id(prefix)
+    for account in (general, pathways):
+        assert re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", account), account
+    assert pathways.endswith("-pathways") and pathways != general
+    if len(f"{prefix}-pathways") <= 30:
+        assert pathways == f"{prefix}-pathways"

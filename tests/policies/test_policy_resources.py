@@ -30,10 +30,12 @@ from fixtures import (
 )
 from pulumi_policy import ResourceValidationPolicy
 
+from components import node_pools
 from infra.catalog import load as load_catalog
 from infra.plan import UNKNOWN, StackFile, run
 from infra.policy_runner import run as run_pack
-from policies.base import EXCEPTION_ANNOTATION
+from infra.serving import PATHWAYS_NODE_IDENTITY_REASON
+from policies.base import EXCEPTION_ANNOTATION, EXCEPTION_METADATA
 from policies.registry import POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -763,6 +765,46 @@ def test_kubernetes_exemption_needs_an_annotated_reason(cluster: dict[str, Any])
     assert messages("inf-k8s-capabilities", captured(K8S_TYPES["Deployment"], "gemma-9b", explained)) == [
         "pod container vllm: adds capabilities SYS_PTRACE outside the allow-list (none)"
     ]
+
+
+GCE_METADATA_FOUND = (
+    "nodeConfig.workloadMetadataConfig.mode is GCE_METADATA; expected GKE_METADATA (pods could read the node's credentials)"
+)
+
+
+def test_workload_identity_exception_is_a_tpu_pool_naming_it_with_a_reason() -> None:
+    """A TPU pool on GCE_METADATA passes only when its metadata names the exception with a reason (the Pathways pools
+    do); without it, with a blank reason, on a GPU pool or with the mode unset, the policy still fires."""
+    policy = "inf-gke-workload-identity"
+    key = EXCEPTION_METADATA.format(policy=policy)
+    assert key == node_pools.EXCEPTION_METADATA.format(policy=node_pools.WORKLOAD_IDENTITY_POLICY)  # what the program writes
+    on_gce = mutate(TPU_POOL, "nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA")
+    pathways = mutate(on_gce, f"nodeConfig.metadata.[{key}]", PATHWAYS_NODE_IDENTITY_REASON)
+    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", pathways)) == []
+    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", on_gce)) == [GCE_METADATA_FOUND]
+    blank = mutate(on_gce, f"nodeConfig.metadata.[{key}]", " ")
+    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", blank)) == [GCE_METADATA_FOUND]
+    named = f"; nodeConfig.metadata.{key} names an exception, which only a TPU pool on GCE_METADATA may take"
+    gpu = mutate(
+        mutate(GPU_POOL, "nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA"),
+        f"nodeConfig.metadata.[{key}]",
+        PATHWAYS_NODE_IDENTITY_REASON,
+    )
+    assert messages(policy, captured(POOL_TYPE, "l4x2", gpu)) == [GCE_METADATA_FOUND + named]
+    unset = mutate(pathways, "nodeConfig.workloadMetadataConfig", DELETE)
+    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", unset)) == [
+        "nodeConfig.workloadMetadataConfig.mode is unset; expected GKE_METADATA (pods could read the node's credentials)" + named
+    ]
+
+
+def test_rendered_pathways_pools_pass_every_resource_policy() -> None:
+    """staging's Pathways pools as the program registers them (GCE_METADATA, the named exception) pass every policy."""
+    capture = run(StackFile.read(REPO / "stacks" / "Pulumi.staging.yaml"))
+    pools = [r for r in capture.resources if r.type == POOL_TYPE and r.name.startswith("v6e-2x4")]
+    assert pools and all(p.inputs["nodeConfig"]["workloadMetadataConfig"]["mode"] == "GCE_METADATA" for p in pools)
+    settings = {p.name: "mandatory" for p in RESOURCE_POLICIES}
+    found = run_pack([captured(POOL_TYPE, p.name, p.inputs, protect=True) for p in pools], RESOURCE_POLICIES, settings)
+    assert found == []
 
 
 def test_other_resource_types_are_not_applicable(cluster: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from infra.config.checks.context import CheckContext
 from infra.config.checks.network_cluster import check_cluster, check_network
 from infra.config.checks.pools import gpu_pool, tpu_pool
 from infra.config.checks.serving import check_compute_classes, check_gateway_and_monitoring, check_storage
-from infra.config.checks.workloads import workload
+from infra.config.checks.workloads import check_pathways_pools, workload
 from infra.config.model import GpuPool, TpuPool, Workload
 
 __all__ = ["CheckContext", "resolve"]
@@ -24,6 +24,7 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     tpu = {n: t for n, c in s.tpu_pools.items() if (t := tpu_pool(ctx, n, c))}
     gpu = {n: g for n, gc in s.gpu_pools.items() if (g := gpu_pool(ctx, n, gc))}
     workloads = {n: w for n, c in s.workloads.items() if (w := workload(ctx, n, c, tpu, gpu))}
+    check_pathways_pools(ctx, workloads)
     check_compute_classes(ctx)
     zones = {z for p in tpu.values() for z in p.zones} | {z for p in gpu.values() for z in p.zones}
     check_storage(ctx, zones)

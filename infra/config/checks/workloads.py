@@ -388,3 +388,26 @@ def _tpu_server(
             _max_replicas(c),
         )
     return Workload(name, c, model, fit, tpu_pools=(pool,))
+
+
+def check_pathways_pools(ctx: CheckContext, workloads: dict[str, Workload]) -> None:
+    """A TPU pool a jetstream-pathways workload runs on serves Pathways only.
+
+    Those pools run with Workload Identity Federation off (GCE_METADATA, GKE's tutorial for Pathways with JetStream),
+    so every pod on them acts as the Pathways node account; a vLLM server there could not use its own Kubernetes
+    account (its weights through GCS FUSE, a batch Job's results folder) and would act as the Pathways account.
+    """
+    pathways = {p.name: n for n, w in workloads.items() if w.config.engine == "jetstream-pathways" for p in w.tpu_pools}
+    for name, w in workloads.items():
+        if w.config.engine == "jetstream-pathways":
+            continue
+        for pool in w.tpu_pools:
+            if pool.name in pathways:
+                ctx.add(
+                    ns_path("workloads", name, "tpu_pools"),
+                    f"tpu_pools.{pool.name} serves jetstream-pathways workload {pathways[pool.name]}: its nodes run with "
+                    f"Workload Identity off as the Pathways node account, and {w.config.engine} needs its own Kubernetes "
+                    "account's Workload Identity",
+                    "a TPU pool no jetstream-pathways workload uses",
+                    pool.name,
+                )
