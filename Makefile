@@ -2,6 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 STACK ?=
+PLAN_ARGS ?=
 UV := tools/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
@@ -21,8 +22,8 @@ lock: ## newest releases within pyproject.toml's ranges, for the project and che
 	$(UV) lock --upgrade
 	$(UV) lock --upgrade --project tools/checkov
 
-plan: install ## offline plan of STACK (default: every stack) into out/
-	$(BIN)/gke-inference plan $(STACK)
+plan: install ## offline plan of STACK (default: every stack) into out/; PLAN_ARGS="--base DIR" compares with a previous plan
+	$(BIN)/gke-inference plan $(STACK) $(PLAN_ARGS)
 
 checkov: plan ## checkov on every stack's rendered manifests (own locked environment, tools/checkov)
 	.ci/checkov

@@ -20,6 +20,11 @@ EXCEPTION_METADATA = "policy-gke-inference-dev-{policy}"
 """Instance-metadata key naming a policy exception on a node pool, its value the reason (policies/base.py reads it):
 metadata is the one free-text field a node pool has; labels allow no spaces, URLs or sentences."""
 WORKLOAD_IDENTITY_POLICY = "inf-gke-workload-identity"
+REPLACE_DELETING_FIRST = True
+"""A field that forces a new pool (placement, accelerators, node account: infra/catalog/replacements.yaml) replaces it
+by deleting the old pool first: the pool keeps its name, and the reservation or accelerator quota that holds one slice or one pool's
+GPUs could not hold a second one beside it anyway. The capacity is away until the new pool is up; `diff` says how
+long, and a protected pool is never replaced without lifting its protection."""
 
 
 @dataclass(frozen=True)
@@ -165,7 +170,12 @@ class TpuSlicePool(pulumi.ComponentResource):
                     **capacity_settings(args.provisioning, args.reservation),
                     **class_selection(args.pool, args.compute_class),
                 ),
-                opts=pulumi.ResourceOptions(parent=self, protect=target.protect, ignore_changes=["initialNodeCount"]),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    protect=target.protect,
+                    ignore_changes=["initialNodeCount"],
+                    delete_before_replace=REPLACE_DELETING_FIRST,
+                ),
             )
             self.node_pools.append(created.name)
         self.register_outputs({"node_pools": self.node_pools})
@@ -244,7 +254,12 @@ class GpuNodePool(pulumi.ComponentResource):
                 **class_selection(args.pool, args.compute_class),
                 **extra,
             ),
-            opts=pulumi.ResourceOptions(parent=self, protect=target.protect, ignore_changes=["initialNodeCount"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=target.protect,
+                ignore_changes=["initialNodeCount"],
+                delete_before_replace=REPLACE_DELETING_FIRST,
+            ),
         )
         self.node_pool = created.name
         self.register_outputs({"node_pool": self.node_pool})

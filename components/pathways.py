@@ -428,7 +428,10 @@ class JetStreamPathways(pulumi.ComponentResource):
                 name=name, namespace=args.namespace, labels=managed, annotations=lws_annotations(args)
             ),
             spec=lws_spec(args, name).to_k8s(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            # The LWS webhook refuses to add, remove or resize subGroupSize on update: a change there replaces the set.
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=list(args.depends_on), replace_on_changes=["spec.leaderWorkerTemplate.subGroupPolicy"]
+            ),
         )
         endpoint = Endpoint(
             namespace=args.namespace,

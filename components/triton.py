@@ -79,7 +79,9 @@ class TritonServer(pulumi.ComponentResource):
                 # An asset, not `content`: the provider marks `content` secret, and reviewers should see the repository.
                 source=pulumi.StringAsset(content),
                 content_type=content_type,
-                opts=in_gcp,
+                # A new `source` replaces the object under the same name: deleting the old one after writing the new
+                # one would delete the new one. Triton reads its repository only when it starts.
+                opts=pulumi.ResourceOptions.merge(in_gcp, pulumi.ResourceOptions(delete_before_replace=True)),
             )
             for kind, path, content, content_type in (
                 ("config", "config.pbtxt", CONFIG_PBTXT, "text/plain"),

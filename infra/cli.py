@@ -64,9 +64,24 @@ def check_policies(stack_path: Path, stack_file: StackFile, capture: Capture) ->
     }
 
 
-def plan_one(path: Path, out: Path, crds: CRDIndex | None = None) -> int:
+def against_base(stack: str, out: Path, base: Path) -> bool:
+    """Compare out/STACK with base/STACK (a previous plan of the stack) into out/STACK/diff.md; print what `up` would
+    refuse or break. False when there is such a problem."""
+    if not (base / stack / "summary.json").is_file():
+        click.echo(f"  no base plan of {stack} in {base}: every resource would be created")
+        return True
+    comparison = diff_mod.compare(base / stack, out / stack)
+    (out / stack / "diff.md").write_text(comparison.report)
+    click.echo(f"  against {base / stack}: {comparison.counts} -> {out / stack / 'diff.md'}")
+    for problem in comparison.problems:
+        click.echo(f"{stack}: pulumi up would fail: {problem}", err=True)
+    return not comparison.problems
+
+
+def plan_one(path: Path, out: Path, crds: CRDIndex | None = None, base: Path | None = None) -> int:
     """Plan one stack file into out/STACK; returns its exit code. With `crds`, every rendered custom
-    resource must also pass offline admission against them."""
+    resource must also pass offline admission against them; with `base`, the plan is compared with the previous
+    plan of the stack there (a protected replacement, a colliding replacement or a refused update fails it)."""
     try:
         stack_file = StackFile.read(path)
         capture = run(stack_file)
@@ -87,7 +102,8 @@ def plan_one(path: Path, out: Path, crds: CRDIndex | None = None) -> int:
         refused = check_all(render.kubernetes_objects([r.as_json() for r in capture.resources])[0], crds)
     for refusal in refused:
         click.echo(f"{capture.stack}: custom resource fails admission: {refusal}", err=True)
-    return EXIT_CHECKS if invalid or refused or policies["mandatory"] else EXIT_OK
+    deployable = base is None or against_base(capture.stack, out, base)
+    return EXIT_CHECKS if invalid or refused or policies["mandatory"] or not deployable else EXIT_OK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,18 +131,32 @@ def main() -> None:
     default=None,
     help="Check rendered custom resources against the CRDs (and whole-object JSON Schemas) in DIR.",
 )
-def plan(stacks: tuple[str, ...], stack_files: tuple[Path, ...], out: Path, stacks_dir: Path | None, crds: Path | None) -> None:
+@click.option(
+    "--base",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A previous plan's DIR (DIR/STACK): what `pulumi up` will create, update, replace or delete, into STACK/diff.md.",
+)
+def plan(
+    stacks: tuple[str, ...],
+    stack_files: tuple[Path, ...],
+    out: Path,
+    stacks_dir: Path | None,
+    crds: Path | None,
+    base: Path | None,
+) -> None:
     """Run the program under Pulumi's mock runtime for STACKS (default: every stack) and write the results.
 
     Exit 0 when every stack is valid, 2 when a stack's configuration is invalid (nothing is written
-    for it), 1 when a mandatory policy is violated or (with --crds) a custom resource fails admission.
+    for it), 1 when a mandatory policy is violated, (with --crds) a custom resource fails admission, or (with
+    --base) `pulumi up` would refuse or break a change from the base plan.
     """
     index = None
     if crds is not None:
         from infra.admission import load_crds
 
         index = load_crds(crds)
-    codes = [plan_one(p, out, index) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
+    codes = [plan_one(p, out, index, base) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
     sys.exit(max(codes))
 
 
@@ -135,7 +165,10 @@ def plan(stacks: tuple[str, ...], stack_files: tuple[Path, ...], out: Path, stac
 @click.argument("b")
 @click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
 def diff(a: str, b: str, stacks_dir: Path | None) -> None:
-    """Compare two environments (stack names) or two plan folders, as Markdown."""
+    """Compare two environments (stack names) or two plan folders, as Markdown: each resource's action.
+
+    Exit 1 when two plans of one stack hold a change `pulumi up` would refuse or break (a protected resource
+    replaced or deleted, a replacement colliding with its own name, an update the API refuses)."""
     with tempfile.TemporaryDirectory() as tmp:
         folders = []
         for side in (a, b):
@@ -151,7 +184,10 @@ def diff(a: str, b: str, stacks_dir: Path | None) -> None:
                 sys.exit(EXIT_CONFIG)
             render.write(capture, Path(tmp))
             folders.append(Path(tmp) / capture.stack)
-        click.echo(diff_mod.compare(folders[0], folders[1]), nl=False)
+        comparison = diff_mod.compare(folders[0], folders[1])
+        click.echo(comparison.report, nl=False)
+        if comparison.problems:
+            sys.exit(EXIT_CHECKS)
 
 
 @main.command()
