@@ -34,6 +34,10 @@ class MaintenanceWindow:
     recurrence: str
 
 
+SYSTEM_POOL_ZONES = 3
+"""The system pool sets no node_locations: a regional node pool without them runs in three zones of the region."""
+
+
 @dataclass(frozen=True)
 class SystemPool:
     """The small CPU pool for cluster add-ons; accelerator pools are separate components."""

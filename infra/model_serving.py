@@ -112,9 +112,8 @@ def pod_resources(catalog: Catalog, workload: Workload) -> tuple[tuple[str, int]
         return (TPU_RESOURCE, slice_.chips), sizing.schedulable(catalog.machines[slice_.machine_type])
     pool = workload.gpu_pool
     assert pool is not None
-    per_pod = min(workload.gpus, pool.gpus_per_vm)
-    node = sizing.schedulable(catalog.machines[pool.config.machine_type])
-    return (GPU_RESOURCE, per_pod), node.scaled(per_pod / pool.gpus_per_vm)
+    pod = sizing.gpu_pod(catalog.machines[pool.config.machine_type], workload.gpus, pool.gpus_per_vm)
+    return (GPU_RESOURCE, pod.devices), pod.resources
 
 
 def file_cache(workload: Workload) -> Literal["local-ssd", "memory", "none"]:

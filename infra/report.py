@@ -9,15 +9,13 @@ from typing import Any
 
 from tabulate import tabulate
 
+from components.cluster import SYSTEM_POOL_ZONES
 from infra import model_serving, sizing
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
 from infra.platform import resource_prefix
 from infra.serving_common import hpa_target
-
-SYSTEM_POOL_ZONES = 3
-"""A regional node pool without node_locations runs in three zones of the region."""
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,37 @@ def tpu_server_fit(
     )
 
 
+MAX_GPUS_PER_REPLICA = 64
+"""The most GPUs the fewest-that-fit search tries for one replica."""
+
+
+def smallest_tpu_server_slice(
+    catalog: Catalog,
+    generation: str,
+    model: ModelArch,
+    *,
+    weight_dtype: Dtype,
+    kv_dtype: Dtype,
+    max_context: int,
+    max_num_seqs: int,
+    gpu_memory_utilization: float,
+) -> TpuSlice | None:
+    """The smallest single-host shape of the generation that holds a vLLM replica, tensor parallel over its chips."""
+    for slice_ in catalog.tpu_slices(generation):
+        fit = tpu_server_fit(
+            model,
+            slice_,
+            weight_dtype=weight_dtype,
+            kv_dtype=kv_dtype,
+            max_context=max_context,
+            max_num_seqs=max_num_seqs,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
+        if not slice_.multi_host and fit.fits and valid_tensor_parallel(model, slice_.chips):
+            return slice_
+    return None
+
+
 def smallest_gpu_count(
     model: ModelArch,
     gpu: GpuType,
@@ -242,7 +273,8 @@ def smallest_gpu_count(
     kv_dtype: Dtype,
     max_context: int,
     max_num_seqs: int,
-    limit: int = 64,
+    gpu_memory_utilization: float | None = None,
+    limit: int = MAX_GPUS_PER_REPLICA,
 ) -> int | None:
     """Fewest GPUs (a power of two that is a valid tensor-parallel size) that hold one replica."""
     count = 1
@@ -256,6 +288,7 @@ def smallest_gpu_count(
             kv_dtype=kv_dtype,
             max_context=max_context,
             max_num_seqs=max_num_seqs,
+            gpu_memory_utilization=gpu_memory_utilization,
         )
         if fit.fits and valid_tensor_parallel(model, count):
             return count
@@ -428,6 +461,39 @@ def schedulable(machine: MachineShape) -> Resources:
     memory_mib = machine.memory_gb * GB / MIB
     memory = memory_mib - _tiered(machine.memory_gb, GKE_MEMORY_RESERVE) * 1024 - GKE_EVICTION_MIB
     return Resources(int(cpu) - DAEMONSET_HEADROOM[0], int(memory) - DAEMONSET_HEADROOM[1])
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What one pod takes from a node: accelerators (GPUs or TPU chips) and CPU/memory requests."""
+
+    devices: int
+    resources: Resources
+
+
+def gpu_pod(machine: MachineShape, gpus: int, gpus_per_vm: int) -> Pod:
+    """One pod of a replica spanning `gpus` GPUs: at most a node's GPUs, and the node's schedulable CPU/memory in
+    proportion to them (so pods of one pool pack as their GPUs do)."""
+    per_pod = min(gpus, gpus_per_vm)
+    return Pod(per_pod, schedulable(machine).scaled(per_pod / gpus_per_vm))
+
+
+def nodes_for(pods: list[Pod], node: Pod) -> int | None:
+    """Nodes of one shape that hold `pods`, packed first-fit by decreasing size (the fewest when every pod's devices
+    divide the node's, as power-of-two GPU counts do); None when a pod fits no node of that shape."""
+    free: list[tuple[int, int, int]] = []
+    for pod in sorted(pods, key=lambda p: (p.devices, p.resources.cpu_millis, p.resources.memory_mib), reverse=True):
+        want = (pod.devices, pod.resources.cpu_millis, pod.resources.memory_mib)
+        for i, room in enumerate(free):
+            if all(w <= r for w, r in zip(want, room, strict=True)):
+                free[i] = (room[0] - want[0], room[1] - want[1], room[2] - want[2])
+                break
+        else:
+            room = (node.devices - want[0], node.resources.cpu_millis - want[1], node.resources.memory_mib - want[2])
+            if min(room) < 0:
+                return None
+            free.append(room)
+    return len(free)
 
 
 GB_PER_VCPU = {"standard": 4, "highmem": 8, "highcpu": 1}

@@ -54,12 +54,13 @@ TEST_STACK = "t"
 
 def build_test_stack() -> dict[str, Any]:
     """BASE without JetStream (so only a multi-node vLLM replica needs the LWS chart), with: `wide` spanning two
-    a3-highgpu-8g nodes of an H100 pool in us-east5's H100 zone; `small` on an L4 pool with Local SSD; `disk` loading
-    from Hyperdisk ML; an hf_token (the download Jobs)."""
+    a3-highgpu-8g nodes of an H100 pool in us-east5's H100 zone; `small` on an L4 pool with Local SSD (two nodes); `disk`
+    loading from Hyperdisk ML; an hf_token (the download Jobs)."""
     raw = copy.deepcopy(BASE)
     raw.pop(f"{NS}:tpu_pools")
     raw[f"{NS}:workloads"].pop("big")
     raw[f"{NS}:gpu_pools"]["l4"]["local_ssd_count"] = 1
+    raw[f"{NS}:gpu_pools"]["l4"]["max_nodes_per_zone"] = 2  # `small` and `disk` take one single-L4 node each
     raw[f"{NS}:gpu_pools"]["h100"] = copy.deepcopy(H100_POOL)
     raw[f"{NS}:workloads"]["wide"] = copy.deepcopy(WIDE_WORKLOAD)
     raw[f"{NS}:workloads"]["disk"] = {

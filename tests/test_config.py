@@ -101,7 +101,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "infeasible shape",
         f"{NS}:tpu_pools.serve.topology",
         "2x4",
-        f"{NS}:workloads.big.tpu_pools: llama-3.1-405b (int8 weights, int8 KV, 80 x 2048 tokens) needs 421.2 GiB but v6e 2x4 provides 238.4 GiB; expected a slice with >= 421.2 GiB (smallest v6e that fits: 4x4), got 'v6e 2x4'",
+        f"{NS}:workloads.big.tpu_pools: llama-3.1-405b (int8 weights, int8 KV, 80 x 2048 tokens) needs 421.2 GiB but a slice of tpu_pools.serve (v6e 2x4) provides 238.4 GiB; expected a slice with >= 421.2 GiB (smallest v6e that fits: 4x4), got 'v6e 2x4'",
     ),
     (
         "unknown top-level key",
@@ -260,7 +260,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "vLLM model that fits on no GPU count",
         f"{NS}:workloads.small",
         {**BASE[f"{NS}:workloads"]["small"], "model": "llama-3.1-405b", "max_num_seqs": 4096},
-        f"{NS}:workloads.small.gpu_pool: llama-3.1-405b does not fit on up to 64 l4 GPUs; expected a larger GPU, got 'l4'",
+        f"{NS}:workloads.small.gpu_pool: llama-3.1-405b (bf16 weights, bf16 KV, 4096 x 4096 tokens) does not fit on up to 64 l4 GPUs of gpu_pools.l4; expected a pool of a GPU that holds it (the smallest: 64x b200), got 'l4'",
     ),
     (
         "vLLM context beyond the model's",

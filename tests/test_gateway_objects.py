@@ -342,6 +342,7 @@ def test_an_empty_certificate_is_refused() -> None:
 # Each needs two changes to BASE (the single-change rows are in test_config.py's BAD_INPUTS).
 
 SAME_MODEL = {"engine": "vllm", "model": "llama-3.1-8b", "gpu_pool": "l4", "max_context": 4096, "max_num_seqs": 4}
+"""A second single-L4 server: BASE's L4 pool (one node) then needs a second node for it."""
 
 EXTERNAL_DEV = {"enabled": True, "gateway_class": "gke-l7-regional-external-managed"}
 
@@ -374,7 +375,11 @@ BAD_GATEWAYS: list[tuple[str, list[tuple[str, Any]], str]] = [
     ),
     (
         "two exposed workloads serving the same model",
-        [(f"{NS}:workloads.small2", SAME_MODEL), (f"{NS}:gateway", {"enabled": True})],
+        [
+            (f"{NS}:workloads.small2", SAME_MODEL),
+            (f"{NS}:gpu_pools.l4.max_nodes_per_zone", 2),
+            (f"{NS}:gateway", {"enabled": True}),
+        ],
         f"{NS}:gateway.routes: small, small2 all serve llama-3.1-8b: one gateway routes a model name to one backend; "
         'expected one exposed workload per model (list the routes explicitly), got ["small", "small2"]',
     ),
@@ -418,9 +423,8 @@ def test_bad_gateway_input_message(case: str, changes: list[tuple[str, Any]], me
 
 
 def test_two_workloads_of_one_model_are_fine_when_the_routes_pick_one() -> None:
-    raw = mutate(
-        mutate(BASE, f"{NS}:workloads.small2", SAME_MODEL), f"{NS}:gateway", {"enabled": True, "routes": ["big", "small"]}
-    )
+    raw = mutate(mutate(BASE, f"{NS}:workloads.small2", SAME_MODEL), f"{NS}:gpu_pools.l4.max_nodes_per_zone", 2)
+    raw = mutate(raw, f"{NS}:gateway", {"enabled": True, "routes": ["big", "small"]})
     assert set(exposed(load_config(raw, stack="t"))) == {"big", "small"}
 
 

@@ -212,10 +212,12 @@ WIDE_POOL, WIDE_TOPOLOGY = "v6e-4x4", "4x8"
 
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory: pytest.TempPathFactory) -> tuple[StackConfig, Items]:
-    """prod with only tpu_pools.v6e-4x4.topology changed, written as Pulumi.prod.yaml and planned."""
+    """prod with tpu_pools.v6e-4x4.topology changed, written as Pulumi.prod.yaml and planned; node auto-provisioning's
+    CPU and memory ceilings raised with it (the loader refuses ceilings below the nodes the workloads scale to)."""
     raw = yaml.safe_load((STACKS / "Pulumi.prod.yaml").read_text())
     assert raw["config"]["gke-inference:tpu_pools"][WIDE_POOL]["topology"] != WIDE_TOPOLOGY
     raw["config"]["gke-inference:tpu_pools"][WIDE_POOL]["topology"] = WIDE_TOPOLOGY
+    raw["config"]["gke-inference:cluster"]["node_auto_provisioning"] = {"cpu_max": 5000, "memory_max_gb": 20000}
     path = tmp_path_factory.mktemp("wide") / "Pulumi.prod.yaml"
     path.write_text(yaml.safe_dump(raw))
     return load_config(raw["config"], stack="prod"), plan_items(path)

@@ -363,5 +363,5 @@ TRITON_WORKLOAD = {"engine": "triton", "model": "llama-3.1-8b", "gpu_pool": "l4"
 
 def test_a_configured_target_overrides_the_derived_one() -> None:
     raw = mutate(BASE, f"{NS}:workloads.tr", TRITON_WORKLOAD | {"autoscaling": {"target": 1234}})
-    cfg = load_config(raw, stack="t")
+    cfg = load_config(mutate(raw, f"{NS}:gpu_pools.l4.max_nodes_per_zone", 2), stack="t")
     assert hpa_target(load_catalog(), cfg.workloads["tr"]) == 1234

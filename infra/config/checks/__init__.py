@@ -6,6 +6,7 @@ everything that reads pool zones runs after the pools.
 
 from __future__ import annotations
 
+from infra.config.checks.capacity import check_capacity
 from infra.config.checks.context import CheckContext
 from infra.config.checks.network_cluster import check_cluster, check_network
 from infra.config.checks.pools import gpu_pool, tpu_pool
@@ -25,6 +26,7 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     gpu = {n: g for n, gc in s.gpu_pools.items() if (g := gpu_pool(ctx, n, gc))}
     workloads = {n: w for n, c in s.workloads.items() if (w := workload(ctx, n, c, tpu, gpu))}
     check_pathways_pools(ctx, workloads)
+    check_capacity(ctx, tpu, gpu, workloads)
     check_compute_classes(ctx)
     zones = {z for p in tpu.values() for z in p.zones} | {z for p in gpu.values() for z in p.zones}
     check_storage(ctx, zones)

@@ -7,6 +7,7 @@ from collections.abc import Collection
 from infra import sizing
 from infra.catalog import ModelArch
 from infra.config.checks.context import CheckContext
+from infra.config.checks.fit_errors import fit_of, replica_too_big, tpu_server_fit_of
 from infra.config.errors import ns_path, one_of
 from infra.config.model import GpuPool, TpuPool, Workload
 from infra.config.schema import WorkloadConfig
@@ -158,7 +159,7 @@ def _jetstream(
         ctx.add(
             ns_path(*base, "tpu_pools"),
             f"{c.model} ({c.weight_dtype} weights, {c.kv_cache_dtype} KV, {fit.sequences} x {c.max_context} tokens) "
-            f"needs {fit.required_gib:.1f} GiB but {fit.shape} provides {fit.usable_gib:.1f} GiB",
+            f"needs {fit.required_gib:.1f} GiB but a slice of tpu_pools.{pools[0].name} ({fit.shape}) provides {fit.usable_gib:.1f} GiB",
             f"a slice with >= {fit.required_gib:.1f} GiB ({hint})",
             fit.shape,
         )
@@ -236,25 +237,22 @@ def _model_server(
         return None
     pool = gpu[c.gpu_pool]
     seqs = c.sequences
-    kwargs = dict(engine=c.engine, weight_dtype=c.weight_dtype, kv_dtype=c.kv_cache_dtype, max_context=c.max_context)
-    count = c.gpus or sizing.smallest_gpu_count(model, pool.gpu, max_num_seqs=seqs, **kwargs)  # type: ignore[arg-type]
+    kwargs = dict(
+        engine=c.engine,
+        weight_dtype=c.weight_dtype,
+        kv_dtype=c.kv_cache_dtype,
+        max_context=c.max_context,
+        max_num_seqs=seqs,
+        gpu_memory_utilization=c.gpu_memory_utilization,
+    )
+    fewest = sizing.smallest_gpu_count(model, pool.gpu, **kwargs)  # type: ignore[arg-type]
+    count = c.gpus or fewest
     if count is None:
-        ctx.add(
-            ns_path(*base, "gpu_pool"),
-            f"{c.model} does not fit on up to 64 {pool.gpu.name} GPUs",
-            "a larger GPU",
-            pool.gpu.name,
-        )
+        fit_of(ctx, base, c, model, pool)
         return None
-    fit = sizing.gpu_fit(model, pool.gpu, count, max_num_seqs=seqs, gpu_memory_utilization=c.gpu_memory_utilization, **kwargs)  # type: ignore[arg-type]
+    fit = sizing.gpu_fit(model, pool.gpu, count, **kwargs)  # type: ignore[arg-type]
     if not fit.fits:
-        ctx.add(
-            ns_path(*base, "gpus"),
-            f"{c.model} ({c.weight_dtype} weights, {c.kv_cache_dtype} KV, {seqs} x {c.max_context} tokens) "
-            f"needs {fit.required_gib:.1f} GiB but {fit.shape} provides {fit.usable_gib:.1f} GiB",
-            f"GPUs with >= {fit.required_gib:.1f} GiB usable",
-            fit.shape,
-        )
+        fit_of(ctx, base, c, model, pool, fit=fit, fewest=fewest)
         return None
     layout = sizing.gpu_parallelism(count, pool.gpus_per_vm, c.tensor_parallel)
     if c.tensor_parallel is not None and (c.tensor_parallel > min(count, pool.gpus_per_vm) or count % c.tensor_parallel):
@@ -273,7 +271,9 @@ def _model_server(
             layout.tensor_parallel,
         )
     pool_nodes = pool.config.max_nodes_per_zone * len(pool.zones)
-    if layout.nodes > pool_nodes:
+    if layout.nodes > pool_nodes and c.gpus is None:
+        replica_too_big(ctx, base, c, pool, count, layout.nodes)
+    elif layout.nodes > pool_nodes:
         ctx.add(
             ns_path(*base, "gpus"),
             f"one replica needs {layout.nodes} {pool.config.machine_type} node(s) but gpu_pools.{pool.name} scales to {pool_nodes}",
@@ -366,12 +366,7 @@ def _tpu_server(
         gpu_memory_utilization=c.gpu_memory_utilization,
     )
     if not fit.fits:
-        ctx.add(
-            ns_path(*base, "tpu_pools"),
-            f"{c.model} needs {fit.required_gib:.1f} GiB but {fit.shape} provides {fit.usable_gib:.1f} GiB",
-            f"a single-host slice with >= {fit.required_gib:.1f} GiB",
-            fit.shape,
-        )
+        tpu_server_fit_of(ctx, base, c, model, pool, fit)
         return None
     if not sizing.valid_tensor_parallel(model, slice_.chips):
         ctx.add(
