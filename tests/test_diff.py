@@ -39,10 +39,12 @@ def plan_into(tmp: Path, name: str, config: dict[str, Any], stack: str = "prod")
 
 
 def four_by_eight(config: dict[str, Any]) -> dict[str, Any]:
-    """prod's 405B slice pools grown from 4x4 to 4x8 (budget raised, so no policy stands in the way)."""
+    """prod's 405B slice pools grown from 4x4 to 4x8 (budget and auto-provisioning ceilings raised for the bigger
+    slices, so nothing but `up` stands in the way)."""
     out = copy.deepcopy(config)
     out[f"{NS}:tpu_pools"]["v6e-4x4"]["topology"] = "4x8"
     out[f"{NS}:budget"] = {"monthly_usd": 400_000}
+    out[f"{NS}:cluster"]["node_auto_provisioning"] = {"cpu_max": 5000, "memory_max_gb": 20_000}
     return out
 
 
