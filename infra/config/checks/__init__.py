@@ -6,6 +6,7 @@ everything that reads pool zones runs after the pools.
 
 from __future__ import annotations
 
+from infra.config.checks.applicability import check_section_keys, check_workload_keys
 from infra.config.checks.context import CheckContext
 from infra.config.checks.network_cluster import check_cluster, check_network
 from infra.config.checks.pools import gpu_pool, tpu_pool
@@ -21,6 +22,8 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     s = ctx.sections
     check_network(ctx)
     check_cluster(ctx)
+    check_workload_keys(ctx)
+    check_section_keys(ctx)
     tpu = {n: t for n, c in s.tpu_pools.items() if (t := tpu_pool(ctx, n, c))}
     gpu = {n: g for n, gc in s.gpu_pools.items() if (g := gpu_pool(ctx, n, gc))}
     workloads = {n: w for n, c in s.workloads.items() if (w := workload(ctx, n, c, tpu, gpu))}
