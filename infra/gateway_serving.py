@@ -17,7 +17,15 @@ import pulumi_kubernetes as k8s
 
 from components import pathways, triton, vllm
 from components.endpoint_picker import CPU_LIMIT_SKIP, EndpointPicker, EndpointPickerArgs
-from components.inference_gateway import Backend, GatewayArgs, IapClient, InferenceGateway, model_prefix
+from components.inference_gateway import (
+    GATEWAY_NAME,
+    GATEWAY_NAMESPACE,
+    Backend,
+    GatewayArgs,
+    IapClient,
+    InferenceGateway,
+    model_prefix,
+)
 from components.model_server import checkov_annotations
 from components.serving_objects import NAME_LABEL, ROLE_LABEL
 from infra import versions
@@ -26,8 +34,7 @@ from infra.config import StackConfig, Workload
 from infra.config.checks.serving import picker_resources
 from infra.serving_common import checkov_skips, image_exceptions
 
-NAMESPACE = "inference-gateway"
-GATEWAY_NAME = "inference"
+NAMESPACE = GATEWAY_NAMESPACE
 
 
 def exposed(cfg: StackConfig) -> dict[str, Workload]:

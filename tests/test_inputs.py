@@ -211,6 +211,219 @@ def test_a_key_the_workload_reads_is_accepted(case: str, raw: dict[str, Any]) ->
     loads(raw)
 
 
+# ------------------------------------------------------------------------------------------------ 2-4. names, paths, regions
+
+ROOMY = mutate(BASE, f"{NS}:gpu_pools.l4.max_nodes_per_zone", 8)
+"""BASE with room in the L4 pool for a second workload (gemma-2-9b needs two L4s) or parallel batch pods."""
+EPP_WORKLOAD = {"engine": "vllm", "model": "gemma-2-9b", "gpu_pool": "l4", "max_context": 4096, "max_num_seqs": 4}
+
+
+def gateway(**keys: Any) -> dict[str, Any]:
+    return mutate(ROOMY, f"{NS}:gateway", {"enabled": True, **keys})
+
+
+BAD_NAMES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "gs:// URL as a checkpoint",
+        mutate(BASE, f"{W}.big.checkpoint", "gs://acme-test-1-dev-models/maxtext/llama/int8"),
+        f"{W}.big.checkpoint: a URL, where an object path inside the model bucket is read (the stack adds "
+        "gs://<bucket>/); expected an object path in the model bucket, e.g. 'maxtext/llama-3.1-405b/int8', got "
+        "'gs://acme-test-1-dev-models/maxtext/llama/int8'",
+    ),
+    (
+        "checkpoint climbing out of its folder",
+        mutate(BASE, f"{W}.big.checkpoint", "maxtext/../other"),
+        f"{W}.big.checkpoint: an empty, '.' or '..' segment in an object path; expected an object path in the model "
+        "bucket, e.g. 'maxtext/llama-3.1-405b/int8', got 'maxtext/../other'",
+    ),
+    (
+        "batch output as a gs:// URL",
+        mutate(BASE, f"{W}.small.batch", {"output": "gs://elsewhere/out.jsonl"}),
+        f"{W}.small.batch.output: a URL, where an object path inside the model bucket is read (the stack adds "
+        "gs://<bucket>/) (the Job reads and writes batch/small/ only); expected a file name under batch/small/, e.g. "
+        "'output-{index}.jsonl', got 'gs://elsewhere/out.jsonl'",
+    ),
+    (
+        "parallel batch pods writing one file",
+        mutate(ROOMY, f"{W}.small.batch", {"parallelism": 2, "output": "out.jsonl"}),
+        f"{W}.small.batch.output: 2 pods would all write the same results file; expected a file name with {{index}} "
+        "(each pod's completion index), got 'out.jsonl'",
+    ),
+    (
+        "URL as the gateway hostname",
+        gateway(hostname="https://api.example.com"),
+        f"{NS}:gateway.hostname: a URL, not a hostname; expected a DNS name such as api.example.com or *.example.com "
+        "(Gateway API Hostname), got 'https://api.example.com'",
+    ),
+    (
+        "hostname with a port",
+        gateway(hostname="api.example.com:443"),
+        f"{NS}:gateway.hostname: a hostname carries no port or path; expected a DNS name such as api.example.com or "
+        "*.example.com (Gateway API Hostname), got 'api.example.com:443'",
+    ),
+    (
+        "hostname in capitals",
+        gateway(hostname="API.example.com"),
+        f"{NS}:gateway.hostname: Gateway API hostnames are lowercase; expected a DNS name such as api.example.com or "
+        "*.example.com (Gateway API Hostname), got 'API.example.com'",
+    ),
+    (
+        "IP address as the hostname",
+        gateway(hostname="10.0.0.7"),
+        f"{NS}:gateway.hostname: Gateway API hostnames are DNS names, not IP addresses; expected a DNS name such as "
+        "api.example.com or *.example.com (Gateway API Hostname), got '10.0.0.7'",
+    ),
+    (
+        "wildcard in the middle",
+        gateway(hostname="api.*.example.com"),
+        f"{NS}:gateway.hostname: not an RFC 1123 DNS name; expected a DNS name such as api.example.com or "
+        "*.example.com (Gateway API Hostname), got 'api.*.example.com'",
+    ),
+    (
+        "global certificate on a regional gateway",
+        gateway(tls={"certificate": "projects/acme-test-1/locations/global/certificates/api"}),
+        f"{NS}:gateway.tls.certificate: a gke-l7-rilb gateway is regional: it uses certificates of its own region, not "
+        "global; expected a Certificate Manager certificate name, or projects/P/locations/us-east5/certificates/NAME, "
+        "got 'projects/acme-test-1/locations/global/certificates/api'",
+    ),
+    (
+        "certificate given as a URL",
+        gateway(tls={"certificate": "https://certificatemanager.googleapis.com/v1/projects/p/locations/us-east5/certificates/c"}),
+        f"{NS}:gateway.tls.certificate: not a Certificate Manager certificate name or resource name; expected a "
+        "Certificate Manager certificate name, or projects/P/locations/us-east5/certificates/NAME, got "
+        "'https://certificatemanager.googleapis.com/v1/projects/p/locations/us-east5/certificates/c'",
+    ),
+    (
+        "bucket name as a gs:// URL",
+        mutate(BASE, f"{NS}:model_storage.bucket_name", "gs://models"),
+        f"{NS}:model_storage.bucket_name: a URL, not a bucket name; expected the bucket's name without gs://, got 'gs://models'",
+    ),
+    (
+        "bucket name too long for its scratch bucket",
+        mutate(BASE, f"{NS}:model_storage.bucket_name", "m" * 60),
+        f"{NS}:model_storage.bucket_name: the Pathways scratch bucket {'m' * 60}-scratch would be longer than GCS' 63 "
+        f"characters; expected at most 55 characters, got '{'m' * 60}'",
+    ),
+    (
+        "workload in kube-system",
+        mutate(BASE, f"{W}.small.namespace", "kube-system"),
+        f"{W}.small.namespace: kube-system is a namespace the cluster owns: the stack would create or relabel it (Pod "
+        "Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, kube-*, "
+        "gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got 'kube-system'",
+    ),
+    (
+        "workload in a gke- namespace",
+        mutate(BASE, f"{W}.small.namespace", "gke-managed-x"),
+        f"{W}.small.namespace: gke-managed-x is a namespace the cluster owns: the stack would create or relabel it (Pod "
+        "Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, kube-*, "
+        "gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got 'gke-managed-x'",
+    ),
+    (
+        "workload in the gateway's namespace",
+        mutate(BASE, f"{W}.small.namespace", "inference-gateway"),
+        f"{W}.small.namespace: inference-gateway is the Inference Gateway's namespace: the stack would create or relabel "
+        "it (Pod Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, "
+        "kube-*, gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got "
+        "'inference-gateway'",
+    ),
+    (
+        "workload in the LWS controller's namespace",
+        mutate(BASE, f"{W}.big.namespace", "lws-system"),
+        f"{W}.big.namespace: lws-system is the LeaderWorkerSet controller's namespace: the stack would create or relabel "
+        "it (Pod Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, "
+        "kube-*, gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got "
+        "'lws-system'",
+    ),
+    (
+        "workload named like another's endpoint picker",
+        mutate(gateway(routes=["small", "small-epp"]), f"{W}.small-epp", EPP_WORKLOAD),
+        f"{W}.small-epp: small-epp is also the name of Deployment, NetworkPolicy, PodDisruptionBudget, PodMonitoring, "
+        "Service, ServiceAccount of the endpoint picker of workload small in namespace inference: one would overwrite "
+        "the other; expected a name no other workload's objects use (not <workload>-epp, <workload>-<objective>, "
+        "model-downloader, ...), got 'small-epp'",
+    ),
+    (
+        "objectives of two workloads joining alike",
+        mutate(
+            mutate(gateway(routes=["small", "small-a"]), f"{W}.small.objectives", {"a-b": 1}),
+            f"{W}.small-a",
+            {**EPP_WORKLOAD, "objectives": {"b": 2}},
+        ),
+        f"{W}.small-a.objectives.b: small-a-b is also the name of InferenceObjective of objective a-b of workload small "
+        "in namespace inference: one would overwrite the other; expected a name no other workload's objects use (not "
+        "<workload>-epp, <workload>-<objective>, model-downloader, ...), got 'small-a-b'",
+    ),
+    (
+        "namespace and workload joining into one binding name",
+        mutate(
+            mutate(ROOMY, f"{W}.small.namespace", "team-x"),
+            f"{W}.x-small",
+            {**EPP_WORKLOAD, "namespace": "team"},
+        ),
+        f"{W}.x-small: namespace team and workload x-small join into the bucket binding name team-x-small, as "
+        "workload small in its namespace does; expected a workload or namespace name that keeps <namespace>-<workload> "
+        "unique, got 'x-small'",
+    ),
+    (
+        "existing cluster in another region",
+        mutate(
+            mutate(BASE, f"{NS}:cluster.existing", {"name": "c", "location": "europe-west4"}),
+            f"{NS}:network.existing",
+            {"network": "n", "subnetwork": "s", "pods_range_name": "p", "services_range_name": "v"},
+        ),
+        f"{NS}:cluster.existing.location: the stack's pools, bucket, subnets and gateway are in us-east5; expected "
+        "us-east5 or one of its zones, got 'europe-west4'",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "message"), BAD_NAMES, ids=[c[0] for c in BAD_NAMES])
+def test_a_name_path_or_location_of_the_wrong_kind_is_refused(case: str, raw: dict[str, Any], message: str) -> None:
+    assert problems(raw) == [message]
+
+
+def test_a_workload_named_like_the_weights_downloader_is_refused() -> None:
+    raw = mutate(mutate(ROOMY, f"{W}.model-downloader", EPP_WORKLOAD), f"{NS}:hf_token", "[secret]")
+    with pytest.raises(ConfigError) as caught:
+        load_config(raw, stack="test", secret_keys={f"{NS}:hf_token"})
+    assert str(caught.value).splitlines() == [
+        f"{W}.model-downloader: model-downloader is also the name of ServiceAccount of the weights download in inference "
+        "in namespace inference: one would overwrite the other; expected a name no other workload's objects use (not "
+        "<workload>-epp, <workload>-<objective>, model-downloader, ...), got 'model-downloader'"
+    ]
+    # Without the token there is no download, and the name is free.
+    loads(mutate(raw, f"{NS}:hf_token", None))
+
+
+GOOD_NAMES: list[tuple[str, dict[str, Any]]] = [
+    ("checkpoint as an object path", mutate(BASE, f"{W}.big.checkpoint", "maxtext/llama-3.1-405b/int8/")),
+    ("parallel batch pods with {index}", mutate(ROOMY, f"{W}.small.batch", {"parallelism": 2})),
+    ("wildcard hostname", gateway(hostname="*.example.com")),
+    ("bare certificate name", gateway(tls={"certificate": "api-cert"})),
+    (
+        "regional certificate resource name",
+        gateway(tls={"certificate": "projects/acme-test-1/locations/us-east5/certificates/api"}),
+    ),
+    ("bucket name of 55 characters", mutate(BASE, f"{NS}:model_storage.bucket_name", "m" * 55)),
+    ("a namespace of one's own", mutate(BASE, f"{W}.small.namespace", "serving")),
+    ("a workload named -epp with no picker (no gateway)", mutate(ROOMY, f"{W}.small-epp", EPP_WORKLOAD)),
+    ("a -epp name in another namespace", mutate(gateway(), f"{W}.small-epp", {**EPP_WORKLOAD, "namespace": "other"})),
+    (
+        "existing cluster in a zone of the region",
+        mutate(
+            mutate(BASE, f"{NS}:cluster.existing", {"name": "c", "location": "us-east5-a"}),
+            f"{NS}:network.existing",
+            {"network": "n", "subnetwork": "s", "pods_range_name": "p", "services_range_name": "v"},
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "raw"), GOOD_NAMES, ids=[c[0] for c in GOOD_NAMES])
+def test_a_name_path_or_location_of_the_right_kind_is_accepted(case: str, raw: dict[str, Any]) -> None:
+    loads(raw)
+
+
 # ------------------------------------------------------------------------------------------------ exit 2, nothing registered
 
 
