@@ -8,7 +8,6 @@ policies. A backend's timeout covers `max_context` tokens at a conservative deco
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -28,7 +27,7 @@ from components.inference_gateway import (
 )
 from components.model_server import checkov_annotations
 from components.serving_objects import NAME_LABEL, ROLE_LABEL
-from infra import versions
+from infra import sizing, versions
 from infra.config import NAMESPACE as CONFIG_NAMESPACE
 from infra.config import StackConfig, Workload
 from infra.config.checks.serving import picker_resources
@@ -56,7 +55,7 @@ def uses_pool(workload: Workload) -> bool:
 def timeout_s(cfg: StackConfig, workload: Workload) -> int:
     """Long enough to stream max_context tokens at the configured conservative rate, and never under the floor."""
     gw = cfg.gateway
-    return max(gw.min_timeout_s, math.ceil(workload.config.max_context / gw.tokens_per_second))
+    return sizing.backend_timeout_s(workload.config.max_context, gw.tokens_per_second, gw.min_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -424,6 +424,116 @@ def test_a_name_path_or_location_of_the_right_kind_is_accepted(case: str, raw: d
     loads(raw)
 
 
+# ------------------------------------------------------------------------------------------------ 5. derived numbers
+
+BAD_NUMBERS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "gateway decode rate so slow the timeout passes the load balancer's ceiling",
+        gateway(tokens_per_second=0.01),
+        f"{NS}:gateway.tokens_per_second: workload small's GCPBackendPolicy timeoutSec would be 4096 tokens / 0.01 "
+        "tokens/s = 409600 s, above the 86400 s Google's load balancers allow for a request; expected >= 0.0474 "
+        "tokens/s, got 0.01",
+    ),
+    (
+        "scrape interval of zero",
+        mutate(BASE, f"{NS}:observability.scrape_interval", "0s"),
+        f"{NS}:observability.scrape_interval: string should match pattern '^[1-9]\\d*(s|m)$'; expected a string "
+        "matching ^[1-9]\\d*(s|m)$, got '0s'",
+    ),
+    (
+        "HPA target below a milli-unit",
+        mutate(BASE, f"{W}.small.autoscaling", {"target": 0.0001}),
+        f"{W}.small.autoscaling.target: the HPA's averageValue would be the quantity 0; expected a target >= 0.001, got 0.0001",
+    ),
+    (
+        "HPA target finer than a milli-unit",
+        mutate(BASE, f"{W}.small.autoscaling", {"target": 2.0005}),
+        f"{W}.small.autoscaling.target: a Kubernetes quantity keeps milli-units: the HPA would hold 2001m, not 2.0005; "
+        "expected a multiple of 0.001, got 2.0005",
+    ),
+    (
+        "KV-cache share target above 1",
+        mutate(BASE, f"{W}.small.autoscaling", {"metric": "vllm:kv_cache_usage_perc", "target": 80}),
+        f"{W}.small.autoscaling.target: vllm:kv_cache_usage_perc is a share from 0 to 1: the HPA would never scale up; "
+        "expected a target <= 1, got 80.0",
+    ),
+    (
+        "picker CPU below a millicore",
+        gateway(picker={"cpu": 0.0001, "memory_gib": 2}),
+        f"{NS}:gateway.picker.cpu: the picker's CPU request is a whole number of millicores; 0.0001 CPU would be 0m; "
+        "expected a multiple of 0.001, at least 0.001, got 0.0001",
+    ),
+    (
+        "soft delete shorter than GCS allows",
+        mutate(BASE, f"{NS}:model_storage.soft_delete_days", 3),
+        f"{NS}:model_storage.soft_delete_days: GCS keeps soft-deleted objects for 7 to 90 days, or not at all; 3 days "
+        "is 259200 s, below the API's 604800 s; expected 0, or 7 to 90, got 3",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "message"), BAD_NUMBERS, ids=[c[0] for c in BAD_NUMBERS])
+def test_a_derived_number_beyond_its_fields_bound_is_refused(case: str, raw: dict[str, Any], message: str) -> None:
+    assert problems(raw) == [message]
+
+
+GOOD_NUMBERS: list[tuple[str, dict[str, Any]]] = [
+    ("a slow but bounded decode rate", gateway(tokens_per_second=0.05)),
+    ("a one-second scrape interval", mutate(BASE, f"{NS}:observability.scrape_interval", "1s")),
+    ("a milli-unit HPA target", mutate(BASE, f"{W}.small.autoscaling", {"target": 0.5})),
+    ("a KV-cache share target", mutate(BASE, f"{W}.small.autoscaling", {"metric": "vllm:kv_cache_usage_perc", "target": 0.8})),
+    ("a picker of one millicore", gateway(picker={"cpu": 0.001, "memory_gib": 2})),
+    ("soft delete off", mutate(BASE, f"{NS}:model_storage.soft_delete_days", 0)),
+    ("soft delete for a week", mutate(BASE, f"{NS}:model_storage.soft_delete_days", 7)),
+]
+
+
+@pytest.mark.parametrize(("case", "raw"), GOOD_NUMBERS, ids=[c[0] for c in GOOD_NUMBERS])
+def test_a_derived_number_within_its_fields_bound_is_accepted(case: str, raw: dict[str, Any]) -> None:
+    loads(raw)
+
+
+# ------------------------------------------------------------------------------------------------ 6. justification
+
+# vLLM's llama-3.1-8b on 2 L4s (ratio 2.16 at 4 x 4096 tokens): over the ratio; on 1 L4 (1.19) it is not.
+OVER = mutate(ROOMY, f"{W}.small.gpus", 2)
+OVER_LINE = (
+    f"{W}.small.justification: 2x l4 provides 2.16 x the 20.7 GiB llama-3.1-8b needs, above 2 (half the chips or GPUs "
+    "would hold it) with no reason given; expected a justification (throughput, disaggregation or latency), or a "
+    "smaller shape, got nothing"
+)
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_unjustified_over_provisioning_is_an_error_outside_dev(env: str) -> None:
+    raw = mutate(OVER, f"{NS}:environment", env)
+    assert problems(raw) == [OVER_LINE]
+
+
+def test_unjustified_over_provisioning_is_an_advisory_in_dev() -> None:
+    cfg = load_config(OVER, stack="test")
+    assert cfg.advisories == (OVER_LINE,)
+
+
+def test_a_justification_makes_over_provisioning_deliberate() -> None:
+    cfg = load_config(mutate(mutate(OVER, f"{NS}:environment", "prod"), f"{W}.small.justification", "throughput"), stack="t")
+    assert cfg.advisories == ()
+
+
+def test_a_justification_with_nothing_to_justify_is_refused() -> None:
+    assert problems(mutate(BASE, f"{W}.small.justification", "latency")) == [
+        f"{W}.small.justification: 1x l4 provides 1.19 x the 18.8 GiB llama-3.1-8b needs, within 2: nothing is "
+        "over-provisioned; expected the key removed, got 'latency'"
+    ]
+
+
+def test_disaggregation_justifies_only_a_disaggregated_workload() -> None:
+    assert problems(mutate(OVER, f"{W}.small.justification", "disaggregation")) == [
+        f"{W}.small.justification: the workload does not serve disaggregated; expected throughput or latency, got "
+        "'disaggregation'"
+    ]
+
+
 # ------------------------------------------------------------------------------------------------ exit 2, nothing registered
 
 

@@ -7,6 +7,7 @@ everything that reads pool zones runs after the pools.
 from __future__ import annotations
 
 from infra.config.checks.applicability import check_section_keys, check_workload_keys
+from infra.config.checks.bounds import check_bounds
 from infra.config.checks.context import CheckContext
 from infra.config.checks.names import check_names
 from infra.config.checks.network_cluster import check_cluster, check_network
@@ -34,4 +35,5 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     zones = {z for p in tpu.values() for z in p.zones} | {z for p in gpu.values() for z in p.zones}
     check_storage(ctx, zones)
     check_gateway_and_monitoring(ctx)
+    check_bounds(ctx, workloads)
     return tpu, gpu, workloads
