@@ -126,8 +126,18 @@ class EndpointPickerArgs:
     objective_crd: tuple[pulumi.Resource, ...] = ()
 
 
+def picker_name(pool: str) -> str:
+    """The picker's objects (Deployment, Service, ServiceAccount, Role, ConfigMap, ...) in the pool's namespace."""
+    return f"{pool}-epp"
+
+
+def objective_name(pool: str, objective: str) -> str:
+    """An InferenceObjective: looked up by name in the namespace, so prefixed with its pool."""
+    return f"{pool}-{objective}"
+
+
 def picker_labels(pool: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": f"{pool}-epp", "app.kubernetes.io/component": "endpoint-picker"}
+    return {"app.kubernetes.io/name": picker_name(pool), "app.kubernetes.io/component": "endpoint-picker"}
 
 
 class EndpointPicker(pulumi.ComponentResource):
@@ -140,7 +150,7 @@ class EndpointPicker(pulumi.ComponentResource):
         super().__init__("gke-inference:gateway:EndpointPicker", name, None, opts)
         core, meta, rbac = k8s.core.v1, k8s.meta.v1, k8s.rbac.v1
         child = pulumi.ResourceOptions(parent=self)
-        epp, ns = f"{name}-epp", args.namespace
+        epp, ns = picker_name(name), args.namespace
         labels = picker_labels(name)
         managed = {"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "gke-inference"}
         account = core.ServiceAccount(f"{name}-epp-sa", metadata=meta.ObjectMetaArgs(name=epp, namespace=ns), opts=child)
@@ -317,7 +327,7 @@ class EndpointPicker(pulumi.ComponentResource):
                 api_version=OBJECTIVE_API,
                 kind="InferenceObjective",
                 # Objectives are looked up by name in the namespace: prefixed with the pool, two pools may each have "bulk".
-                metadata=meta.ObjectMetaArgs(name=f"{name}-{objective}", namespace=ns, labels=managed),
+                metadata=meta.ObjectMetaArgs(name=objective_name(name, objective), namespace=ns, labels=managed),
                 spec=InferenceObjectiveSpec(pool_ref=PoolRef(name=name), priority=priority).to_k8s(),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[pool, *args.objective_crd]),
             )

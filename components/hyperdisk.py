@@ -39,6 +39,11 @@ class HyperdiskWeightsArgs:
     size_gib: int
 
 
+def claim_name(workload: str) -> str:
+    """The ReadOnlyMany claim (and its GCPDataSource) of a workload's weights, in its namespace."""
+    return f"{workload}-weights"
+
+
 class HyperdiskWeights(pulumi.ComponentResource):
     """StorageClass (zonal, hyperdisk-ml), the GCPDataSource, and the ReadOnlyMany claim populated from it."""
 

@@ -44,6 +44,11 @@ BucketMember = KubernetesAccount | GoogleAccount
 """Who a bucket role goes to: a Kubernetes service account (Workload Identity) or a Google service account."""
 
 
+def account_suffix(namespace: str, service_account: str) -> str:
+    """What a Kubernetes account adds to a binding's resource name: two accounts must never give the same one."""
+    return f"{namespace}-{service_account}"
+
+
 def grant_bucket_role(
     prefix: str,
     bucket: pulumi.Input[str],
@@ -70,7 +75,7 @@ def grant_bucket_role(
             name = f"{prefix}-{account.name}"
             member = pulumi.Output.from_input(account.email).apply(lambda e: f"serviceAccount:{e}")
         else:
-            name = f"{prefix}-{account.namespace}-{account.service_account}"
+            name = f"{prefix}-{account_suffix(account.namespace, account.service_account)}"
             member = number.apply(partial(account.principal, project_id=project))
         gcp.storage.BucketIAMMember(
             name,

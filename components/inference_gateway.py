@@ -22,6 +22,9 @@ import pulumi_kubernetes as k8s
 from components import gateway_types as gt
 from components.serving_namespace import ROUTES_LABEL
 
+GATEWAY_NAMESPACE = "inference-gateway"
+"""The namespace of the environment's one Gateway."""
+GATEWAY_NAME = "inference"
 GATEWAY_API = "gateway.networking.k8s.io/v1"
 POLICY_API = "networking.gke.io/v1"
 CERT_OPTION = "networking.gke.io/cert-manager-certs"

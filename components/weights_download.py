@@ -19,6 +19,7 @@ from components.pod_security import restricted_container, restricted_pod
 ACCOUNT = "model-downloader"
 WRITER_ROLE = "roles/storage.objectUser"
 TOKEN_DIR = "/var/run/secrets/huggingface"
+TOKEN_SECRET = "hf-token"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class WeightsDownloadArgs:
     token: pulumi.Input[str]
     models: tuple[Model, ...]
     checkov_skips: dict[str, str]
+
+
+def job_name(model: Model) -> str:
+    """One Job per model in the namespace: `download-<last part of the folder>`, a valid object name."""
+    return f"download-{model.prefix.rsplit('/', 1)[-1].lower().replace('.', '-')}"[:63].rstrip("-")
 
 
 def download_script(model: Model) -> str:
@@ -63,23 +69,23 @@ class WeightsDownload(pulumi.ComponentResource):
         )
         secret = core.Secret(
             f"{name}-hf-token",
-            metadata=meta.ObjectMetaArgs(name="hf-token", namespace=args.namespace),
+            metadata=meta.ObjectMetaArgs(name=TOKEN_SECRET, namespace=args.namespace),
             type="Opaque",
             string_data={"token": pulumi.Output.secret(args.token)},
             opts=child,
         )
         skips = checkov_annotations(args.checkov_skips)
         for model in args.models:
-            job_name = f"download-{model.prefix.rsplit('/', 1)[-1].lower().replace('.', '-')}"[:63].rstrip("-")
+            job = job_name(model)
             pod_annotations = {"gke-gcsfuse/volumes": "true", "gke-gcsfuse/ephemeral-storage-limit": "0", **skips}
             k8s.batch.v1.Job(
-                f"{name}-{job_name}",
-                metadata=meta.ObjectMetaArgs(name=job_name, namespace=args.namespace, annotations=skips or None),
+                f"{name}-{job}",
+                metadata=meta.ObjectMetaArgs(name=job, namespace=args.namespace, annotations=skips or None),
                 spec=k8s.batch.v1.JobSpecArgs(
                     backoff_limit=3,
                     ttl_seconds_after_finished=86400,
                     template=core.PodTemplateSpecArgs(
-                        metadata=meta.ObjectMetaArgs(labels={"app.kubernetes.io/name": job_name}, annotations=pod_annotations),
+                        metadata=meta.ObjectMetaArgs(labels={"app.kubernetes.io/name": job}, annotations=pod_annotations),
                         spec=core.PodSpecArgs(
                             service_account_name=ACCOUNT,
                             automount_service_account_token=False,
@@ -109,7 +115,7 @@ class WeightsDownload(pulumi.ComponentResource):
                             ],
                             volumes=[
                                 core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
-                                core.VolumeArgs(name="token", secret=core.SecretVolumeSourceArgs(secret_name="hf-token")),
+                                core.VolumeArgs(name="token", secret=core.SecretVolumeSourceArgs(secret_name=TOKEN_SECRET)),
                                 core.VolumeArgs(
                                     name="bucket",
                                     csi=core.CSIVolumeSourceArgs(

@@ -8,7 +8,6 @@ policies. A backend's timeout covers `max_context` tokens at a conservative deco
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from functools import partial
 
@@ -17,17 +16,24 @@ import pulumi_kubernetes as k8s
 
 from components import pathways, triton, vllm
 from components.endpoint_picker import CPU_LIMIT_SKIP, EndpointPicker, EndpointPickerArgs
-from components.inference_gateway import Backend, GatewayArgs, IapClient, InferenceGateway, model_prefix
+from components.inference_gateway import (
+    GATEWAY_NAME,
+    GATEWAY_NAMESPACE,
+    Backend,
+    GatewayArgs,
+    IapClient,
+    InferenceGateway,
+    model_prefix,
+)
 from components.model_server import checkov_annotations
 from components.serving_objects import NAME_LABEL, ROLE_LABEL
-from infra import versions
+from infra import sizing, versions
 from infra.config import NAMESPACE as CONFIG_NAMESPACE
 from infra.config import StackConfig, Workload
 from infra.config.checks.serving import picker_resources
 from infra.serving_common import checkov_skips, image_exceptions
 
-NAMESPACE = "inference-gateway"
-GATEWAY_NAME = "inference"
+NAMESPACE = GATEWAY_NAMESPACE
 
 
 def exposed(cfg: StackConfig) -> dict[str, Workload]:
@@ -49,7 +55,7 @@ def uses_pool(workload: Workload) -> bool:
 def timeout_s(cfg: StackConfig, workload: Workload) -> int:
     """Long enough to stream max_context tokens at the configured conservative rate, and never under the floor."""
     gw = cfg.gateway
-    return max(gw.min_timeout_s, math.ceil(workload.config.max_context / gw.tokens_per_second))
+    return sizing.backend_timeout_s(workload.config.max_context, gw.tokens_per_second, gw.min_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Literal
 import pulumi
 
 from components.endpoint_picker import picker_labels
-from components.hyperdisk import HyperdiskWeights, HyperdiskWeightsArgs
+from components.hyperdisk import HyperdiskWeights, HyperdiskWeightsArgs, claim_name
 from components.identity import KubernetesAccount, PrefixWriter, PrefixWriterArgs
 from components.model_server import Output, ServerPod, Weights
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
@@ -134,7 +134,7 @@ def server_pod(cfg: StackConfig, catalog: Catalog, workload: Workload, image: ve
         // layout(workload).nodes
     )
     weights = (
-        Weights(kind="hyperdisk-ml", claim=f"{workload.name}-weights")
+        Weights(kind="hyperdisk-ml", claim=claim_name(workload.name))
         if workload.config.model_loading == "hyperdisk-ml"
         else Weights(
             kind="gcsfuse",
@@ -199,7 +199,7 @@ def build(
                 f"{name}-weights",
                 HyperdiskWeightsArgs(
                     namespace=c.namespace,
-                    claim=f"{name}-weights",
+                    claim=claim_name(name),
                     source_uri=f"gs://{cfg.bucket_name}/{weights_prefix(workload)}/",
                     service_account=workload.service_account,
                     zone=(workload.gpu_pool.zones if workload.gpu_pool else workload.tpu_pools[0].zones)[0],

@@ -272,6 +272,7 @@ def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[st
             "within_budget": None if budget is None else monthly_max <= budget,
         },
         "policies": policy or {"ran": False, "violations": []},
+        "advisories": list(cfg.advisories),
     }
 
 
@@ -334,6 +335,13 @@ def markdown(summary: dict[str, Any], diagram: str) -> str:
         "",
         _md(workload_rows(summary), WORKLOAD_HEADERS),
         "",
+        *(
+            [f"Over-provisioning advisories (ratio above {sizing.OVERPROVISION_RATIO:g} without `justification`):", ""]
+            + [f"- {a}" for a in summary["advisories"]]
+            + [""]
+            if summary.get("advisories")
+            else []
+        ),
         *autoscaling_markdown(summary.get("autoscaling", [])),
         "## Cost estimate (USD)",
         "",
@@ -428,7 +436,8 @@ def terminal(summary: dict[str, Any]) -> str:
         if not summary["workloads"]
         else head + "\n" + tabulate(workload_rows(summary), headers=WORKLOAD_HEADERS, tablefmt="simple")
     )
-    return text + "".join(policy_lines(summary["policies"]))
+    advisories = [f"\n  [advisory]  config\n      {a}" for a in summary.get("advisories", [])]
+    return text + "".join(advisories) + "".join(policy_lines(summary["policies"]))
 
 
 def policy_lines(policies: dict[str, Any]) -> list[str]:

@@ -28,6 +28,20 @@ QUANT_SCALE_OVERHEAD = 0.01
 GB = 1e9
 GIB = 2**30
 HOURS_PER_MONTH = 730
+OVERPROVISION_RATIO = 2.0
+"""Provisioned / required accelerator memory above which a workload must say why (`justification`). Slice shapes and
+GPU counts step in powers of two, so a replica above 2.0 would still fit on half its chips or GPUs (less the engine's
+reserve): that is a deliberate choice (throughput, disaggregation, latency), not sizing. Error in staging and prod, an
+advisory in dev."""
+MAX_BACKEND_TIMEOUT_S = 86_400
+"""Ceiling of a GCPBackendPolicy `timeoutSec`. The CRD and the Compute API take up to 2147483647 s, but Google's load
+balancing documentation recommends no backend service timeout above 24 hours (86,400 s): its proxies are restarted
+for maintenance and longer requests are cut anyway (cloud.google.com/load-balancing/docs/https#timeout-bes)."""
+
+
+def backend_timeout_s(max_context: int, tokens_per_second: float, floor_s: int) -> int:
+    """A gateway backend's timeout: long enough to stream max_context tokens at a conservative rate, never under the floor."""
+    return max(floor_s, math.ceil(max_context / tokens_per_second))
 
 
 @dataclass(frozen=True)

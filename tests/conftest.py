@@ -65,6 +65,7 @@ WIDE_WORKLOAD: dict[str, Any] = {
     "max_context": 8192,
     "max_num_seqs": 64,
     "autoscaling": {"min_replicas": 1, "max_replicas": 1},
+    "justification": "throughput",  # 16 GPUs where 8 hold it: the fixture wants a replica across two nodes
 }
 
 

@@ -216,8 +216,8 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "JetStream with a GPU pool",
         f"{NS}:workloads.big.gpu_pool",
         "l4",
-        f"{NS}:workloads.big.gpu_pool: gpu_pool is a GPU-server setting; jetstream-pathways runs on TPU pools only; "
-        "expected tpu_pools and per_device_batch_size instead, got 'l4'",
+        f"{NS}:workloads.big.gpu_pool: gpu_pool applies to vllm and triton on a GPU pool; this jetstream-pathways "
+        "workload would ignore it; expected the key removed, got 'l4'",
     ),
     (
         "disaggregated on a shape without a MaxText server",
@@ -278,7 +278,9 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "batch Job with an HPA",
         f"{NS}:workloads.small",
         {**BASE[f"{NS}:workloads"]["small"], "batch": {}, "autoscaling": {"max_replicas": 1}},
-        f"{NS}:workloads.small.batch: a batch Job runs vLLM offline: no server, no Service, no HPA; expected engine vllm without autoscaling, got 'autoscaling'",
+        f"{NS}:workloads.small.autoscaling: autoscaling applies to real-time servers (a batch Job has no HPA: "
+        "batch.parallelism); this autoscaled vllm batch workload would ignore it; expected the key removed, got "
+        '{"max_replicas": 1, "metric": null, "min_replicas": 1, "target": null}',
     ),
     (
         "vLLM HPA metric the engine no longer exports",

@@ -150,6 +150,7 @@ def load_config(
         gpu_pools=gpu_pools,
         workloads=workloads,
         has_hf_token=sections.hf_token is not None,
+        advisories=tuple(str(p) for p in sorted(set(ctx.advisories), key=lambda p: (p.path, p.problem))),
     )
 
 

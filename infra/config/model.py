@@ -80,6 +80,8 @@ class StackConfig:
     gpu_pools: Mapping[str, GpuPool]
     workloads: Mapping[str, Workload]
     has_hf_token: bool
+    advisories: tuple[str, ...] = ()
+    """Config findings that do not stop the plan (the checks' advisories), one line each."""
 
     @property
     def environment(self) -> Environment:

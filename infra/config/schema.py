@@ -169,7 +169,9 @@ class ObservabilityConfig(_Section):
     managed_prometheus: bool = True
     auto_monitoring: bool = Field(False, description="GMP auto-monitoring of supported apps (scope ALL).")
     dcgm: bool = Field(True, description="GKE-managed DCGM metrics when GPU pools exist.")
-    scrape_interval: Annotated[str, Field(pattern=r"^\d+(s|m)$")] = "15s"
+    scrape_interval: Annotated[str, Field(pattern=r"^[1-9]\d*(s|m)$")] = Field(
+        "15s", description="PodMonitoring interval: a whole number of seconds or minutes, at least 1s (0s never scrapes)."
+    )
     custom_metrics_adapter: bool = Field(True, description="Custom Metrics Stackdriver Adapter for HPAs.")
 
 

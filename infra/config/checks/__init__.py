@@ -6,8 +6,11 @@ everything that reads pool zones runs after the pools.
 
 from __future__ import annotations
 
+from infra.config.checks.applicability import check_section_keys, check_workload_keys
+from infra.config.checks.bounds import check_bounds
 from infra.config.checks.capacity import check_capacity
 from infra.config.checks.context import CheckContext
+from infra.config.checks.names import check_names
 from infra.config.checks.network_cluster import check_cluster, check_network
 from infra.config.checks.pools import gpu_pool, tpu_pool
 from infra.config.checks.serving import check_compute_classes, check_gateway_and_monitoring, check_storage
@@ -22,6 +25,9 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     s = ctx.sections
     check_network(ctx)
     check_cluster(ctx)
+    check_workload_keys(ctx)
+    check_section_keys(ctx)
+    check_names(ctx)
     tpu = {n: t for n, c in s.tpu_pools.items() if (t := tpu_pool(ctx, n, c))}
     gpu = {n: g for n, gc in s.gpu_pools.items() if (g := gpu_pool(ctx, n, gc))}
     workloads = {n: w for n, c in s.workloads.items() if (w := workload(ctx, n, c, tpu, gpu))}
@@ -31,4 +37,5 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     zones = {z for p in tpu.values() for z in p.zones} | {z for p in gpu.values() for z in p.zones}
     check_storage(ctx, zones)
     check_gateway_and_monitoring(ctx)
+    check_bounds(ctx, workloads)
     return tpu, gpu, workloads

@@ -18,9 +18,14 @@ class CheckContext:
     region: str
     sections: _Sections
     problems: list[Problem] = field(default_factory=list)
+    advisories: list[Problem] = field(default_factory=list)
+    """Findings that do not stop a plan (dev's unjustified over-provisioning): printed by `plan`, kept in the summary."""
 
     def add(self, path: str, problem: str, expected: str, got: Any) -> None:
         self.problems.append(Problem(path, problem, expected, show(got)))
+
+    def advise(self, path: str, problem: str, expected: str, got: Any) -> None:
+        self.advisories.append(Problem(path, problem, expected, show(got)))
 
 
 def in_region(zone: str, region: str) -> bool:

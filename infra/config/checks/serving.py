@@ -171,7 +171,6 @@ def check_gateway_and_monitoring(ctx: CheckContext) -> None:
                 False,
             )
     check_iap(ctx)
-    check_objectives(ctx)
     if ctx.sections.workloads and not ctx.sections.observability.managed_prometheus:
         ctx.add(
             ns_path("observability", "managed_prometheus"),
@@ -186,19 +185,6 @@ def exposed_names(ctx: CheckContext) -> tuple[str, ...]:
     if not gw.enabled:
         return ()
     return gw.routes if gw.routes is not None else tuple(n for n, w in workloads.items() if w.batch is None)
-
-
-def check_objectives(ctx: CheckContext) -> None:
-    """Objectives steer the endpoint picker: only an exposed real-time vLLM server has one."""
-    exposed = exposed_names(ctx)
-    for name, w in ctx.sections.workloads.items():
-        if w.objectives and (w.engine != "vllm" or name not in exposed):
-            ctx.add(
-                ns_path("workloads", name, "objectives"),
-                "InferenceObjectives steer the endpoint picker, which balances vLLM servers behind the gateway",
-                "an exposed real-time vLLM workload",
-                sorted(w.objectives),
-            )
 
 
 def check_routes(ctx: CheckContext) -> None:

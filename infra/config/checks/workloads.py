@@ -49,14 +49,6 @@ def workload(
             f"<= {model.context_length}",
             c.max_context,
         )
-    if c.batch and (c.engine != "vllm" or auto):
-        ctx.add(
-            ns_path(*base, "batch"),
-            "a batch Job runs vLLM offline: no server, no Service, no HPA"
-            + ("" if c.engine == "vllm" else f"; {c.engine} has no batch mode here"),
-            "engine vllm without autoscaling",
-            "autoscaling" if auto else c.engine,
-        )
     scalable = ctx.catalog.metrics[c.engine].scalable
     if auto and auto.metric and auto.metric not in scalable:
         ctx.add(
@@ -73,14 +65,6 @@ def workload(
 def _jetstream(
     ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, tpu: dict[str, TpuPool]
 ) -> Workload | None:
-    for gpu_key in ("gpu_pool", "gpus", "max_num_seqs"):
-        if getattr(c, gpu_key) is not None:
-            ctx.add(
-                ns_path(*base, gpu_key),
-                f"{gpu_key} is a GPU-server setting; jetstream-pathways runs on TPU pools only",
-                "tpu_pools and per_device_batch_size instead",
-                getattr(c, gpu_key),
-            )
     if c.per_device_batch_size is None:
         ctx.add(
             ns_path(*base, "per_device_batch_size"),
@@ -199,15 +183,7 @@ def _model_server(
 ) -> Workload | None:
     """vLLM and Triton: on a GPU pool (single GPU, tensor parallel on one node, or TP x PP across nodes), or vLLM on
     one single-host TPU pool."""
-    if c.per_device_batch_size:
-        ctx.add(
-            ns_path(*base, "per_device_batch_size"),
-            f"{c.engine} sizes batches with max_num_seqs",
-            "max_num_seqs",
-            c.per_device_batch_size,
-        )
-    if c.mode != "interleaved":
-        ctx.add(ns_path(*base, "mode"), "disaggregated serving is built for jetstream-pathways only", "'interleaved'", c.mode)
+    # Keys other engines read (per_device_batch_size, mode, ...) are refused in checks/applicability.py.
     for dtype_key, dtype in (("weight_dtype", c.weight_dtype), ("kv_cache_dtype", c.kv_cache_dtype)):
         if dtype in ("int8", "int4"):
             ctx.add(
@@ -329,11 +305,13 @@ def _tpu_server(
     ctx: CheckContext, name: str, base: tuple[str, ...], c: WorkloadConfig, model: ModelArch, tpu: dict[str, TpuPool]
 ) -> Workload | None:
     """vLLM on TPU: one single-host slice per replica, tensor parallel over its chips."""
-    if c.engine != "vllm" or c.gpu_pool or c.gpus or len(c.tpu_pools) != 1:
+    if c.engine != "vllm" or c.gpu_pool or c.gpus:
+        return None  # tpu_pools on triton, GPU keys on TPU: refused in checks/applicability.py
+    if len(c.tpu_pools) != 1:
         ctx.add(
             ns_path(*base, "tpu_pools"),
-            "on TPU, vllm serves from exactly one single-host pool (no gpu_pool or gpus)",
-            "engine vllm and one tpu_pools entry",
+            "on TPU, vllm serves from exactly one single-host pool",
+            "one tpu_pools entry",
             list(c.tpu_pools),
         )
         return None
