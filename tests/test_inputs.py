@@ -309,21 +309,21 @@ BAD_NAMES: list[tuple[str, dict[str, Any], str]] = [
         mutate(BASE, f"{W}.small.namespace", "kube-system"),
         f"{W}.small.namespace: kube-system is a namespace the cluster owns: the stack would create or relabel it (Pod "
         "Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, kube-*, "
-        "gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got 'kube-system'",
+        "gke-*, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got 'kube-system'",
     ),
     (
         "workload in a gke- namespace",
         mutate(BASE, f"{W}.small.namespace", "gke-managed-x"),
         f"{W}.small.namespace: gke-managed-x is a namespace the cluster owns: the stack would create or relabel it (Pod "
         "Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, kube-*, "
-        "gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got 'gke-managed-x'",
+        "gke-*, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got 'gke-managed-x'",
     ),
     (
         "workload in the gateway's namespace",
         mutate(BASE, f"{W}.small.namespace", "inference-gateway"),
         f"{W}.small.namespace: inference-gateway is the Inference Gateway's namespace: the stack would create or relabel "
         "it (Pod Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, "
-        "kube-*, gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got "
+        "kube-*, gke-*, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got "
         "'inference-gateway'",
     ),
     (
@@ -331,7 +331,7 @@ BAD_NAMES: list[tuple[str, dict[str, Any], str]] = [
         mutate(BASE, f"{W}.big.namespace", "lws-system"),
         f"{W}.big.namespace: lws-system is the LeaderWorkerSet controller's namespace: the stack would create or relabel "
         "it (Pod Security, gateway routes) and delete it on destroy; expected a namespace of your own, not default, "
-        "kube-*, gke-*, gmp-system, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got "
+        "kube-*, gke-*, gmp-public, custom-metrics, gmp-system, inference-gateway, lws-system, got "
         "'lws-system'",
     ),
     (

@@ -2,7 +2,7 @@
 the endpoint pickers on the system pool; node auto-provisioning's CPU and memory ceilings against all of it.
 
 A workload counts at its maximum: the HPA's max_replicas, a batch Job's parallelism, or its fixed replicas
-(``workloads._max_replicas``). On a GPU pool its pods take ``sizing.gpu_pod`` (GPUs, and the node's schedulable
+(``workloads.max_replicas``). On a GPU pool its pods take ``sizing.gpu_pod`` (GPUs, and the node's schedulable
 CPU/memory in proportion), packed onto nodes of the pool's machine with ``sizing.nodes_for``; on a TPU pool a replica
 takes whole slices (one, or two for disaggregated JetStream on one pool). A compute class that selects a pool places
 the pool's workloads through it: they count against that pool, whether or not the class may auto-create node pools
@@ -23,7 +23,7 @@ from infra import sizing
 from infra.catalog import MachineShape
 from infra.config.checks.context import CheckContext
 from infra.config.checks.serving import exposed_names, picker_resources
-from infra.config.checks.workloads import _max_replicas
+from infra.config.checks.workloads import max_replicas
 from infra.config.errors import ns_path
 from infra.config.model import GpuPool, TpuPool, Workload
 
@@ -69,7 +69,7 @@ def gpu_use(ctx: CheckContext, pool: GpuPool, workloads: dict[str, Workload]) ->
             continue
         nodes = sizing.gpu_parallelism(w.gpus, pool.gpus_per_vm, w.config.tensor_parallel).nodes
         pod = sizing.gpu_pod(machine, w.gpus, pool.gpus_per_vm)
-        replicas = _max_replicas(w.config)
+        replicas = max_replicas(w.config)
         shares.append(Share(name, replicas, w.gpus, replicas * nodes, (pod,) * (replicas * nodes)))
     node = sizing.Pod(pool.gpus_per_vm, sizing.schedulable(machine))
     needed = sizing.nodes_for([p for s in shares for p in s.pods], node)
@@ -84,7 +84,7 @@ def tpu_use(ctx: CheckContext, pool: TpuPool, workloads: dict[str, Workload]) ->
     for name, w in workloads.items():
         each = sum(1 for p in w.tpu_pools if p.name == pool.name)
         if each:
-            replicas = _max_replicas(w.config)
+            replicas = max_replicas(w.config)
             shares.append(Share(name, replicas, each, replicas * each))
     c = pool.config
     return PoolUse(

@@ -75,7 +75,7 @@ def check_namespaces(ctx: CheckContext) -> None:
         ctx.add(
             ns_path("workloads", name, "namespace"),
             f"{ns} is {owner}: the stack would create or relabel it (Pod Security, gateway routes) and delete it on destroy",
-            "a namespace of your own, not default, kube-*, gke-*, gmp-system, gmp-public, " + ", ".join(sorted(STACK_NAMESPACES)),
+            "a namespace of your own, not default, kube-*, gke-*, gmp-public, " + ", ".join(sorted(STACK_NAMESPACES)),
             ns,
         )
 

@@ -256,13 +256,13 @@ def _model_server(
             f"<= {pool_nodes * pool.gpus_per_vm} GPUs, or a larger pool",
             count,
         )
-    elif layout.nodes * _max_replicas(c) > pool_nodes:
+    elif layout.nodes * max_replicas(c) > pool_nodes:
         ctx.add(
             ns_path(*base, *_replicas_key(c)),
-            f"{_max_replicas(c)} replica(s) x {layout.nodes} {pool.config.machine_type} node(s) each, "
+            f"{max_replicas(c)} replica(s) x {layout.nodes} {pool.config.machine_type} node(s) each, "
             f"but gpu_pools.{pool.name} scales to {pool_nodes}",
             f"<= {pool_nodes // layout.nodes} replica(s), or a larger pool",
-            _max_replicas(c),
+            max_replicas(c),
         )
     if c.model_loading == "hyperdisk-ml" and len(pool.zones) > 1:
         ctx.add(
@@ -288,7 +288,7 @@ def _model_server(
     return Workload(name, c, model, fit, gpu_pool=pool, gpus=count)
 
 
-def _max_replicas(c: WorkloadConfig) -> int:
+def max_replicas(c: WorkloadConfig) -> int:
     """Replicas at full scale: the HPA's ceiling, a batch Job's parallelism, or the fixed count."""
     if c.autoscaling:
         return c.autoscaling.max_replicas
@@ -353,12 +353,12 @@ def _tpu_server(
             "a slice whose chips divide the heads",
             fit.shape,
         )
-    if _max_replicas(c) > pool.config.max_slices:
+    if max_replicas(c) > pool.config.max_slices:
         ctx.add(
             ns_path(*base, *_replicas_key(c)),
-            f"{_max_replicas(c)} replica(s) need as many slices but tpu_pools.{pool.name} holds {pool.config.max_slices}",
+            f"{max_replicas(c)} replica(s) need as many slices but tpu_pools.{pool.name} holds {pool.config.max_slices}",
             f"<= {pool.config.max_slices}",
-            _max_replicas(c),
+            max_replicas(c),
         )
     return Workload(name, c, model, fit, tpu_pools=(pool,))
 
