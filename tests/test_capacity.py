@@ -77,7 +77,9 @@ def test_a_workload_that_alone_outgrows_the_pool_is_reported_once() -> None:
     """The per-workload line names the key that sets its replicas; the pool gets no second line for that cause."""
     raw = mutate(BASE, f"{NS}:workloads.second", SECOND_L4)
     (line,) = problems(mutate(raw, f"{NS}:workloads.second.autoscaling", {"max_replicas": 2}))
-    assert line.startswith(f"{NS}:workloads.second.autoscaling.max_replicas: 2 replica(s) x 1 g2-standard-8 node(s) each")
+    assert line.startswith(
+        f"{NS}:workloads.second.autoscaling.max_replicas: 2 replica(s) of 1 GPU(s) need 2 g2-standard-8 node(s)"
+    )
 
 
 def single_host_pool(**pool: Any) -> dict[str, Any]:
@@ -247,3 +249,17 @@ def test_vllm_on_a_too_small_tpu_slice_names_the_smallest_single_host_slice(cata
     assert line.startswith(f"{NS}:workloads.t1.tpu_pools: llama-3.1-8b")
     assert "a slice of tpu_pools.one (v6e 1x1)" in line
     assert f"(smallest v6e that fits: {smallest.topology} on {smallest.machine_type})" in line
+
+
+def test_replicas_smaller_than_a_node_share_it() -> None:
+    """Two one-GPU replicas fit one two-L4 node (the scheduler packs them); a third needs a second node."""
+    raw = mutate(BASE, f"{NS}:gpu_pools.l4", {"gpu": "l4", "machine_type": "g2-standard-24", "zones": ["us-east5-a"]})
+    two = mutate(
+        raw, f"{NS}:workloads.small", {**BASE[f"{NS}:workloads"]["small"], "gpus": 1, "autoscaling": {"max_replicas": 2}}
+    )
+    load_config(two, stack="t")
+    three = mutate(two, f"{NS}:workloads.small.autoscaling", {"max_replicas": 3})
+    assert problems(three) == [
+        f"{NS}:workloads.small.autoscaling.max_replicas: 3 replica(s) of 1 GPU(s) need 2 g2-standard-24 node(s), but "
+        "gpu_pools.l4 scales to 1; expected <= 2 replica(s), or a larger pool, got 3"
+    ]

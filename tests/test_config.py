@@ -292,7 +292,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "GPU server HPA max above the pool's nodes",
         f"{NS}:workloads.small.autoscaling",
         {"max_replicas": 2},
-        f"{NS}:workloads.small.autoscaling.max_replicas: 2 replica(s) x 1 g2-standard-8 node(s) each, but gpu_pools.l4 scales to 1; expected <= 1 replica(s), or a larger pool, got 2",
+        f"{NS}:workloads.small.autoscaling.max_replicas: 2 replica(s) of 1 GPU(s) need 2 g2-standard-8 node(s), but gpu_pools.l4 scales to 1; expected <= 1 replica(s), or a larger pool, got 2",
     ),
     (
         "int8 weights on vLLM",

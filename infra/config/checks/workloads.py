@@ -256,12 +256,13 @@ def _model_server(
             f"<= {pool_nodes * pool.gpus_per_vm} GPUs, or a larger pool",
             count,
         )
-    elif layout.nodes * max_replicas(c) > pool_nodes:
+    elif (needed := replica_nodes(ctx, pool, count, layout.nodes, max_replicas(c))) > pool_nodes:
+        fitting = next(n for n in range(max_replicas(c), -1, -1) if replica_nodes(ctx, pool, count, layout.nodes, n) <= pool_nodes)
         ctx.add(
             ns_path(*base, *_replicas_key(c)),
-            f"{max_replicas(c)} replica(s) x {layout.nodes} {pool.config.machine_type} node(s) each, "
+            f"{max_replicas(c)} replica(s) of {count} GPU(s) need {needed} {pool.config.machine_type} node(s), "
             f"but gpu_pools.{pool.name} scales to {pool_nodes}",
-            f"<= {pool_nodes // layout.nodes} replica(s), or a larger pool",
+            f"<= {fitting} replica(s), or a larger pool",
             max_replicas(c),
         )
     if c.model_loading == "hyperdisk-ml" and len(pool.zones) > 1:
@@ -286,6 +287,15 @@ def _model_server(
             count,
         )
     return Workload(name, c, model, fit, gpu_pool=pool, gpus=count)
+
+
+def replica_nodes(ctx: CheckContext, pool: GpuPool, gpus: int, nodes_per_replica: int, replicas: int) -> int:
+    """Nodes of the pool that `replicas` replicas take: pods of a replica smaller than a node share nodes, as the
+    scheduler packs them (GPUs, and CPU/memory in proportion: sizing.gpu_pod)."""
+    machine = ctx.catalog.machines[pool.config.machine_type]
+    pod = sizing.gpu_pod(machine, gpus, pool.gpus_per_vm)
+    node = sizing.Pod(pool.gpus_per_vm, sizing.schedulable(machine))
+    return sizing.nodes_for([pod] * (replicas * nodes_per_replica), node) or replicas * nodes_per_replica
 
 
 def max_replicas(c: WorkloadConfig) -> int:
