@@ -7,6 +7,8 @@ and only the downloader's account can write the bucket: serving accounts stay re
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -17,6 +19,8 @@ from components.model_server import GCSFUSE_DRIVER, RUN_AS, checkov_annotations
 from components.pod_security import restricted_container, restricted_pod
 
 ACCOUNT = "model-downloader"
+MAX_NAME = 63
+"""A Job's name is a DNS label (its pods' names and labels derive from it)."""
 WRITER_ROLE = "roles/storage.objectUser"
 TOKEN_DIR = "/var/run/secrets/huggingface"
 TOKEN_SECRET = "hf-token"
@@ -41,8 +45,13 @@ class WeightsDownloadArgs:
 
 
 def job_name(model: Model) -> str:
-    """One Job per model in the namespace: `download-<last part of the folder>`, a valid object name."""
-    return f"download-{model.prefix.rsplit('/', 1)[-1].lower().replace('.', '-')}"[:63].rstrip("-")
+    """One Job per model in the namespace: `download-<org>-<repo>` from the Hugging Face id (two orgs may publish
+    repositories of one name), a DNS label; a longer one keeps its start and ends in a hash of the whole id."""
+    label = re.sub(r"-+", "-", re.sub(r"[^a-z0-9]", "-", f"download-{model.hf_id}".lower())).strip("-")
+    if len(label) <= MAX_NAME:
+        return label
+    digest = hashlib.sha256(model.hf_id.encode()).hexdigest()[:8]
+    return f"{label[: MAX_NAME - len(digest) - 1].rstrip('-')}-{digest}"
 
 
 def download_script(model: Model) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 from pathlib import Path
 
@@ -53,6 +54,7 @@ from test_config import problems
 from test_platform import of_type
 
 from components.model_server import GCSFUSE_CACHE_VOLUME, GCSFUSE_DRIVER
+from components.weights_download import MAX_NAME, Model, job_name
 from infra import model_serving, sizing
 from infra.catalog import Catalog
 from infra.config import ConfigError, load_config
@@ -328,3 +330,11 @@ def test_every_server_pod_is_restricted_and_guaranteed(stacks: dict[str, Stack],
         assert selects(named(stack.items, NETPOL)[(namespace, w.name)]["spec"]["podSelector"]["matchLabels"], template)
     ns = named(stack.items, NAMESPACE_TYPE)[("", namespace)]
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_download_jobs_of_two_orgs_repositories_of_one_name_do_not_collide() -> None:
+    """Job names come from the whole Hugging Face id: a DNS label, unique per model, also past the length limit."""
+    ids = ["meta-llama/Llama-3.1-8B-Instruct", "someone/Llama-3.1-8B-Instruct", "org/" + "x" * 80, "org/" + "x" * 81]
+    names = [job_name(Model(i, f"hf/{i}")) for i in ids]
+    assert len(set(names)) == len(names)
+    assert all(len(n) <= MAX_NAME and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n) for n in names)

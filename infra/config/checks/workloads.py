@@ -257,7 +257,9 @@ def _model_server(
             count,
         )
     elif (needed := replica_nodes(ctx, pool, count, layout.nodes, max_replicas(c))) > pool_nodes:
-        fitting = next(n for n in range(max_replicas(c), -1, -1) if replica_nodes(ctx, pool, count, layout.nodes, n) <= pool_nodes)
+        fitting = next(
+            n for n in range(max_replicas(c), -1, -1) if replica_nodes(ctx, pool, count, layout.nodes, n) <= pool_nodes
+        )
         ctx.add(
             ns_path(*base, *_replicas_key(c)),
             f"{max_replicas(c)} replica(s) of {count} GPU(s) need {needed} {pool.config.machine_type} node(s), "
