@@ -247,6 +247,7 @@ class Cluster(pulumi.ComponentResource):
 
         self.name = cluster.name
         self.endpoint = cluster.endpoint
+        self.ca_certificate = cluster.master_auth.cluster_ca_certificate
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
                 lambda v: kubeconfig(str(v[0]), str(v[1]), str(v[2]))

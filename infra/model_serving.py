@@ -181,8 +181,6 @@ def build(
     catalog: Catalog,
     gcp_opts: pulumi.ResourceOptions,
     k8s_opts: pulumi.ResourceOptions,
-    namespaces: dict[str, pulumi.Resource],
-    lws_ready: list[pulumi.Resource],
     pooled: set[str],
     ready: dict[str, list[pulumi.Resource]],
 ) -> dict[str, pulumi.Input[object]]:
@@ -193,7 +191,7 @@ def build(
     ingress = tuple(x for x in (cfg.network.proxy_only_cidr,) if x)
     for name, workload in servers.items():
         c = workload.config
-        opts = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespaces[c.namespace]]))
+        opts = k8s_opts
         if c.model_loading == "hyperdisk-ml":
             HyperdiskWeights(
                 f"{name}-weights",
@@ -255,7 +253,6 @@ def build(
                 if c.batch
                 else None,
                 scrapers=(picker_labels(name),) if name in pooled else (),
-                depends_on=tuple(lws_ready) if mode == "multi-node" else (),
             ),
             opts,
         )
@@ -292,6 +289,6 @@ def build(
                     checkov_skips=checkov_skips(versions.VLLM_IMAGE),
                 ),
                 gcp_opts,
-                pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespaces[namespace]])),
+                k8s_opts,
             )
     return outputs

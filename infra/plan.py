@@ -1,10 +1,12 @@
 """Run the real Pulumi program in-process under Pulumi's mock runtime and capture what it registers.
 
-Nothing here is a copy of the program: ``infra/__main__.py`` runs unchanged, fed the stack file's
-config the way the engine feeds it (structured values as JSON strings, secrets flagged). A
-monitor subclass records each RegisterResource request as the engine would receive it: type,
-name, parent, dependencies, options and the serialized inputs (engine property names).
-Mocked outputs are deterministic, so the same stack file always yields the same capture.
+Nothing here is a copy of the programs: ``programs/platform`` and ``programs/serving`` run unchanged,
+each as its own project and stack, fed the environment's stack file the way the engine feeds it
+(structured values as JSON strings, secrets flagged). The platform's stack outputs answer the serving
+program's StackReference, as the engine would read them from the platform stack. A monitor subclass
+records each RegisterResource (and the StackReference's ReadResource) request as the engine would
+receive it: type, name, parent, dependencies, options and the serialized inputs (engine property
+names). Mocked outputs are deterministic, so the same stack file always yields the same capture.
 """
 
 from __future__ import annotations
@@ -12,21 +14,35 @@ from __future__ import annotations
 import contextvars
 import json
 import runpy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import yaml
 from google.protobuf import json_format
 from pulumi.runtime import config as runtime_config
 from pulumi.runtime import mocks
+from pulumi.runtime.settings import get_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import StackConfig, load_config
 
-PROJECT = "gke-inference"
-PROGRAM = Path(__file__).with_name("__main__.py")
+PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+LAYERS = ("platform", "serving")
+"""The two programs, in deployment order: each runs as the project gke-inference-<layer>."""
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+READ_OPTIONS: dict[str, Any] = {
+    "protect": False,
+    "retainOnDelete": False,
+    "deleteBeforeReplace": False,
+    "ignoreChanges": [],
+    "replaceOnChanges": [],
+    "additionalSecretOutputs": [],
+}
+"""A read resource (the StackReference) has no resource options: the defaults, as a registered one records them."""
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
@@ -82,9 +98,15 @@ class Captured:
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     """Input name -> URNs its value came from: how stack policies join a pool to its service account."""
 
+    @property
+    def layer(self) -> str:
+        """The stack it belongs to: 'platform' or 'serving' (from its URN's project)."""
+        return self.urn.split("::")[1].removeprefix("gke-inference-")
+
     def as_json(self) -> dict[str, Any]:
         return {
             "urn": self.urn,
+            "layer": self.layer,
             "type": self.type,
             "name": self.name,
             "custom": self.custom,
@@ -131,11 +153,30 @@ def _provider_ref(ref: str) -> str | None:
 
 
 class CapturingMonitor(mocks.MockMonitor):
-    """The SDK's mock monitor, also recording every registration request in full."""
+    """The SDK's mock monitor, also recording every registration request in full, and the stack's outputs."""
 
     def __init__(self, fake: mocks.Mocks):
         super().__init__(fake)
         self.captured: list[Captured] = []
+        self.stack_outputs: dict[str, Any] = {}
+
+    def ReadResource(self, request: Any) -> Any:
+        response = super().ReadResource(request)
+        if request.type == STACK_REFERENCE:
+            self.captured.append(
+                Captured(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    custom=True,
+                    parent=request.parent or None,
+                    dependencies=sorted(set(request.dependencies)),
+                    provider=None,
+                    inputs={"name": request.id},
+                    options=dict(READ_OPTIONS),
+                )
+            )
+        return response
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -169,9 +210,18 @@ FAKE_PROJECT_NUMBER = "123456789012"
 
 
 class FakeCloud(mocks.Mocks):
-    """Deterministic outputs: what the program reads back from GCP, with documentation-range IPs."""
+    """Deterministic outputs: what the program reads back from GCP, with documentation-range IPs; a StackReference
+    reads the outputs `stacks` holds for the stack it names."""
+
+    def __init__(self, stacks: dict[str, dict[str, Any]] | None = None):
+        self.stacks = stacks or {}
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE:
+            name = str(args.resource_id)
+            if name not in self.stacks:
+                raise ValueError(f"no plan of stack {name} to read outputs from")
+            return name, {"name": name, "outputs": self.stacks[name], "secretOutputNames": ["kubeconfig"]}
         state = dict(args.inputs)
         if args.typ == "gcp:container/cluster:Cluster":
             state.update(
@@ -206,34 +256,65 @@ class FakeCloud(mocks.Mocks):
         return {}, []
 
 
-def _run_program() -> None:
-    runpy.run_path(str(PROGRAM), run_name="__main__")
-
-
 @dataclass
 class Capture:
     stack: str
     config: StackConfig
     resources: list[Captured] = field(default_factory=list)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Each layer's stack outputs (secrets in clear: never written out)."""
 
 
-def execute(stack_file: StackFile, *, preview: bool = False, monitor: CapturingMonitor | None = None) -> CapturingMonitor:
-    """Run the program under mocks exactly as the engine would; the monitor holds what it registered."""
+def execute(
+    stack_file: StackFile,
+    *,
+    layer: str = "platform",
+    preview: bool = False,
+    monitor: CapturingMonitor | None = None,
+) -> CapturingMonitor:
+    """Run one layer's program under mocks exactly as the engine would; the monitor holds what it registered."""
     monitor = monitor or CapturingMonitor(FakeCloud())
+    main = PROGRAMS / layer / "__main__.py"
+
+    def run_main() -> None:
+        runpy.run_path(str(main), run_name="__main__")
 
     def program() -> None:
-        mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack_file.stack, preview=preview, monitor=monitor)
+        mocks.set_mocks(monitor.mocks, project=f"gke-inference-{layer}", stack=stack_file.stack, preview=preview, monitor=monitor)
         runtime_config.set_all_config(stack_file.engine_config(), sorted(stack_file.secret_keys))
-        _sync_await(run_pulumi_func(_run_program))
+        _sync_await(run_pulumi_func(run_main))
+        # The root stack holds what the program exported; resolved, they are what a StackReference reads.
+        exported = get_root_resource().outputs  # type: ignore[union-attr]
+        resolved: Any = _sync_await(pulumi.Output.from_input(exported).future())
+        monitor.stack_outputs = dict(resolved or {})
 
     # Pulumi keeps its runtime state in context variables: a fresh context isolates each run.
     contextvars.Context().run(program)
     return monitor
 
 
+def execute_both(
+    stack_file: StackFile,
+    *,
+    preview: bool = False,
+    monitor: Callable[[FakeCloud], CapturingMonitor] = CapturingMonitor,
+) -> tuple[CapturingMonitor, CapturingMonitor]:
+    """The platform program, then the serving program reading the platform's outputs through its StackReference."""
+    from infra.serving_stack import platform_stack_name
+
+    platform = execute(stack_file, layer="platform", preview=preview, monitor=monitor(FakeCloud()))
+    reference = platform_stack_name(stack_file.load())
+    serving = execute(
+        stack_file, layer="serving", preview=preview, monitor=monitor(FakeCloud({reference: platform.stack_outputs}))
+    )
+    return platform, serving
+
+
 def run(stack_file: StackFile, *, preview: bool = False) -> Capture:
-    """Check the config (raises ConfigError, nothing registered), then run the program under mocks."""
+    """Check the config (raises ConfigError, nothing registered), then run both programs under mocks: the union of
+    what the platform and the serving stack register, each resource tagged with its layer."""
     checked = stack_file.load()
-    monitor = execute(stack_file, preview=preview)
-    resources = sorted(monitor.captured, key=lambda r: (r.parent is not None, r.urn))
-    return Capture(stack_file.stack, checked, resources)
+    platform, serving = execute_both(stack_file, preview=preview)
+    captured = platform.captured + serving.captured
+    resources = sorted(captured, key=lambda r: (r.parent is not None, r.urn))
+    return Capture(stack_file.stack, checked, resources, {"platform": platform.stack_outputs, "serving": serving.stack_outputs})

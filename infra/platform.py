@@ -20,6 +20,8 @@ from components.cluster import (
 )
 from components.compute_class import ComputeClass, ComputeClassArgs, Gpu, Tpu
 from components.identity import GoogleAccount, NodeIdentity, NodeIdentityArgs
+from components.lws import LeaderWorkerSetApi, LeaderWorkerSetApiArgs
+from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.model_storage import ModelStorage, ModelStorageArgs
 from components.network import Network, NetworkArgs
 from components.node_pools import (
@@ -31,10 +33,12 @@ from components.node_pools import (
     TpuSlicePool,
     TpuSlicePoolArgs,
 )
+from components.scratch_storage import ScratchStorage, ScratchStorageArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
 from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
-from infra import serving
+from infra import contract, serving, versions
 from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool, Workload
+from infra.serving_common import image_exceptions
 
 
 def resource_prefix(cfg: StackConfig) -> str:
@@ -229,9 +233,14 @@ def cluster_args(
     )
 
 
+def provider_labels(cfg: StackConfig) -> dict[str, str]:
+    """Labels every GCP resource of the environment carries, whichever stack creates it."""
+    return {"managed-by": "pulumi", "app": "gke-inference", "environment": cfg.environment}
+
+
 def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
-    """Create every component of the stack; returns the stack outputs."""
-    labels = {"managed-by": "pulumi", "app": "gke-inference", "environment": cfg.environment}
+    """Create every component of the platform stack; returns its outputs, the contract the serving stack reads."""
+    labels = provider_labels(cfg)
     bootstrap = gcp.Provider("gcp-bootstrap", project=cfg.project, region=cfg.region, default_labels=labels)
     prefix = resource_prefix(cfg)
     services = ProjectServices(
@@ -280,11 +289,13 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
                 lambda v: kubeconfig(str(v[0]), str(v[1]), _ca_certificate(v[2][0]))
             )
         )
+        ca_certificate: pulumi.Output[str] = found.master_auths.apply(lambda auths: _ca_certificate(auths[0]))
         subnetwork: pulumi.Input[str] | None = cfg.network.existing.subnetwork if cfg.network.existing else None
     else:
         network = _network(cfg, prefix, opts)
         cluster = Cluster("cluster", cluster_args(cfg, prefix, network, identity.email), opts)
         cluster_name, endpoint, kube, subnetwork = cluster.name, cluster.endpoint, cluster.kubeconfig, network[1]
+        ca_certificate = cluster.ca_certificate
 
     target = ClusterTarget(
         cfg.project, cfg.region, cluster_name, identity.email, cfg.cluster.auto_upgrade, cfg.protection.protect
@@ -312,40 +323,72 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
         opts,
     )
 
-    # The serving layer deploys into this cluster in the same stack, through this provider.
+    # The platform's own Kubernetes objects: the serving namespaces and their accounts, compute classes, shared APIs.
     k8s_provider = k8s.Provider("k8s", kubeconfig=kube, enable_server_side_apply=True)
     k8s_opts = pulumi.ResourceOptions(providers=[k8s_provider])
     namespaces: dict[str, list[Workload]] = defaultdict(list)
     for workload in cfg.workloads.values():
         namespaces[workload.config.namespace].append(workload)
-    created: dict[str, pulumi.Resource] = {}
     for namespace, members in sorted(namespaces.items()):
         level, reason = serving.pod_security(members)
         accounts = tuple(sorted(w.service_account for w in members))
-        created[namespace] = ServingNamespace(
-            namespace, ServingNamespaceArgs(accounts, level, reason, gateway_routes=cfg.gateway.enabled), k8s_opts
-        )
+        ServingNamespace(namespace, ServingNamespaceArgs(accounts, level, reason, gateway_routes=cfg.gateway.enabled), k8s_opts)
     for name, cc in cfg.compute_classes.items():
         ComputeClass(name, compute_class_args(cfg, cc, identity.email), k8s_opts)
-    served = serving.build(
-        cfg,
-        serving.PlatformHandles(
-            gcp=opts,
-            k8s=k8s_opts,
-            namespaces=created,
-            storage_ready=[storage],
-            subnetwork=subnetwork,
-            pathways_nodes=pathways_nodes,
-        ),
+    shared_serving_api(cfg, opts, k8s_opts)
+    if serving.pathways_pools(cfg):
+        ScratchStorage(
+            "scratch",
+            ScratchStorageArgs(
+                project=cfg.project,
+                bucket_name=serving.scratch_bucket_name(cfg),
+                location=cfg.bucket_location,
+                ttl_days=serving.SCRATCH_TTL_DAYS,
+                writers=serving.bucket_members(
+                    cfg, [w for w in cfg.workloads.values() if w.config.engine == "jetstream-pathways"], pathways_nodes
+                ),
+                protect=cfg.protection.protect,
+                kms_key=cfg.model_storage.kms_key,
+            ),
+            # It reuses the model bucket's CMEK grant.
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[storage])),
+        )
+    return contract.exports(
+        {
+            "cluster_name": cluster_name,
+            "cluster_endpoint": endpoint,
+            "cluster_ca_certificate": ca_certificate,
+            "kubeconfig": kube,
+            "subnetwork": subnetwork or "",
+            "node_service_account": identity.email,
+            "pathways_node_service_account": pathways_nodes.email if pathways_nodes else "",
+            "model_bucket": storage.bucket,
+            "node_pools": contract.as_json(pool_shapes(cfg)),
+            "compute_classes": contract.as_json({name: cc.pool for name, cc in cfg.compute_classes.items()}),
+            "namespaces": contract.as_json(
+                {ns: sorted(w.service_account for w in members) for ns, members in sorted(namespaces.items())}
+            ),
+        }
     )
 
-    return {
-        "cluster_name": cluster_name,
-        "cluster_endpoint": endpoint,
-        "kubeconfig": kube,
-        "node_service_account": identity.email,
-        **({"pathways_node_service_account": pathways_nodes.email} if pathways_nodes else {}),
-        "model_bucket": storage.bucket,
-        "model_bucket_url": storage.url,
-        **served,
-    }
+
+def pool_shapes(cfg: StackConfig) -> dict[str, str]:
+    """Each configured accelerator pool's shape, as the serving layer places onto it."""
+    shapes = {name: tpu.slice.shape for name, tpu in cfg.tpu_pools.items()}
+    return shapes | {name: f"{gpu.gpus_per_vm}x {gpu.gpu.name}" for name, gpu in cfg.gpu_pools.items()}
+
+
+def shared_serving_api(cfg: StackConfig, gcp_opts: pulumi.ResourceOptions, k8s_opts: pulumi.ResourceOptions) -> None:
+    """What every serving stack relies on and none may delete: the LeaderWorkerSet controller and CRD, and the
+    custom-metrics adapter the HPAs read."""
+    if cfg.observability.custom_metrics_adapter and any(w.config.autoscaling for w in cfg.workloads.values()):
+        MetricsAdapter(
+            "metrics-adapter",
+            MetricsAdapterArgs(
+                cfg.project, versions.METRICS_ADAPTER_IMAGE.ref, image_exceptions([versions.METRICS_ADAPTER_IMAGE])
+            ),
+            gcp_opts,
+            k8s_opts,
+        )
+    if serving.uses_leader_worker_sets(cfg):
+        LeaderWorkerSetApi("lws", LeaderWorkerSetApiArgs(versions.LWS_CHART.chart, versions.LWS_CHART.version), k8s_opts)

@@ -15,10 +15,7 @@ import pulumi
 
 from components import pathways
 from components.identity import BucketMember, GoogleAccount, KubernetesAccount
-from components.lws import LeaderWorkerSetApi, LeaderWorkerSetApiArgs
-from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
-from components.scratch_storage import ScratchStorage, ScratchStorageArgs
 from components.serving_namespace import PodSecurityLevel
 from infra import gateway_serving, model_serving, sizing, versions
 from infra.catalog import Catalog
@@ -51,18 +48,13 @@ PATHWAYS_IMAGES = (
 
 @dataclass(frozen=True)
 class PlatformHandles:
-    """What the platform layer hands the serving layer."""
+    """What the serving layer deploys through, from the platform stack's contract (infra/contract.py)."""
 
     gcp: pulumi.ResourceOptions
     k8s: pulumi.ResourceOptions
-    namespaces: dict[str, pulumi.Resource]
-    """Serving namespace -> the component holding the namespace and its service accounts."""
-    storage_ready: list[pulumi.Resource]
-    """The model bucket and its CMEK grant, which the scratch bucket reuses."""
+    """Options carrying the serving stack's providers: Kubernetes on the platform's cluster."""
     subnetwork: pulumi.Input[str] | None = None
     """The node subnet: an internal gateway's address is reserved in it."""
-    pathways_nodes: GoogleAccount | None = None
-    """The node account of the pools that serve Pathways: the Pathways pods act as it."""
 
 
 def pathways_pools(cfg: StackConfig) -> frozenset[str]:
@@ -143,9 +135,7 @@ def startup(catalog: Catalog, workload: Workload) -> sizing.StartupEstimate:
     return sizing.jetstream_startup(catalog.loading, workload.model, workload.config.weight_dtype, workload.tpu_pools[0].slice)
 
 
-def pathways_args(
-    cfg: StackConfig, catalog: Catalog, workload: Workload, lws_ready: list[pulumi.Resource]
-) -> pathways.JetStreamPathwaysArgs:
+def pathways_args(cfg: StackConfig, catalog: Catalog, workload: Workload) -> pathways.JetStreamPathwaysArgs:
     c, slice_ = workload.config, workload.tpu_pools[0].slice
     start = startup(catalog, workload)
     pods = sizing.pathways_pod_resources(catalog.machines[slice_.machine_type])
@@ -181,7 +171,6 @@ def pathways_args(
         proxy_xla_flags=settings.proxy_flags(workload.model.name, slice_, c.mode),
         ingress_cidrs=tuple(x for x in (cfg.network.proxy_only_cidr,) if x),
         exceptions=image_exceptions(list(PATHWAYS_IMAGES)),
-        depends_on=tuple(lws_ready),
     )
 
 
@@ -196,32 +185,23 @@ def pod_security(workloads: list[Workload]) -> tuple[PodSecurityLevel, str | Non
     return "privileged", f"{', '.join(disaggregated)}: the disaggregated JetStream server runs as root with {caps} (seed 001)"
 
 
+def uses_leader_worker_sets(cfg: StackConfig) -> bool:
+    """Whether any workload is a LeaderWorkerSet: JetStream on Pathways, or a vLLM replica spanning nodes."""
+    return any(w.config.engine == "jetstream-pathways" or model_serving.layout(w).nodes > 1 for w in cfg.workloads.values())
+
+
 def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None = None) -> dict[str, pulumi.Input[object]]:
-    """Every workload's server; returns the serving outputs (each workload's in-cluster endpoint)."""
+    """Every workload's server and the gateway; returns the serving outputs (each workload's in-cluster endpoint).
+
+    The namespaces, their accounts, the LeaderWorkerSet API and the metrics adapter are the platform stack's,
+    deployed before this one (infra/platform.py)."""
     catalog = catalog or load_catalog()
-    if cfg.observability.custom_metrics_adapter and any(w.config.autoscaling for w in cfg.workloads.values()):
-        MetricsAdapter(
-            "metrics-adapter",
-            MetricsAdapterArgs(
-                cfg.project, versions.METRICS_ADAPTER_IMAGE.ref, image_exceptions([versions.METRICS_ADAPTER_IMAGE])
-            ),
-            platform.gcp,
-            platform.k8s,
-        )
     jetstream = {n: w for n, w in cfg.workloads.items() if w.config.engine == "jetstream-pathways"}
-    lws_ready: list[pulumi.Resource] = []
-    if jetstream or any(
-        model_serving.layout(w).nodes > 1 for w in cfg.workloads.values() if w.config.engine != "jetstream-pathways"
-    ):
-        api = LeaderWorkerSetApi(
-            "lws", LeaderWorkerSetApiArgs(versions.LWS_CHART.chart, versions.LWS_CHART.version), platform.k8s
-        )
-        lws_ready = api.ready
     pooled = {n for n, w in gateway_serving.exposed(cfg).items() if gateway_serving.uses_pool(w)}
     ready: dict[str, list[pulumi.Resource]] = {}
-    outputs = model_serving.build(cfg, catalog, platform.gcp, platform.k8s, platform.namespaces, lws_ready, pooled, ready)
+    outputs = model_serving.build(cfg, catalog, platform.gcp, platform.k8s, pooled, ready)
     if jetstream:
-        outputs |= jetstream_servers(cfg, catalog, platform, jetstream, lws_ready, ready)
+        outputs |= jetstream_servers(cfg, catalog, platform, jetstream, ready)
     if cfg.gateway.enabled:
         multi_node = {
             n for n, w in cfg.workloads.items() if w.config.engine != "jetstream-pathways" and model_serving.layout(w).nodes > 1
@@ -235,32 +215,12 @@ def jetstream_servers(
     catalog: Catalog,
     platform: PlatformHandles,
     jetstream: dict[str, Workload],
-    lws_ready: list[pulumi.Resource],
     ready: dict[str, list[pulumi.Resource]],
 ) -> dict[str, pulumi.Input[object]]:
-    """The scratch bucket the Pathways servers share, and each JetStream workload."""
+    """Each JetStream workload (the scratch bucket its servers share is the platform's)."""
     outputs: dict[str, pulumi.Input[object]] = {}
-    ScratchStorage(
-        "scratch",
-        ScratchStorageArgs(
-            project=cfg.project,
-            bucket_name=scratch_bucket_name(cfg),
-            location=cfg.bucket_location,
-            ttl_days=SCRATCH_TTL_DAYS,
-            writers=bucket_members(cfg, jetstream.values(), platform.pathways_nodes),
-            protect=cfg.protection.protect,
-            kms_key=cfg.model_storage.kms_key,
-        ),
-        pulumi.ResourceOptions.merge(platform.gcp, pulumi.ResourceOptions(depends_on=platform.storage_ready)),
-    )
     for name, workload in jetstream.items():
-        server = pathways.JetStreamPathways(
-            name,
-            pathways_args(cfg, catalog, workload, lws_ready),
-            pulumi.ResourceOptions.merge(
-                platform.k8s, pulumi.ResourceOptions(depends_on=[platform.namespaces[workload.config.namespace]])
-            ),
-        )
+        server = pathways.JetStreamPathways(name, pathways_args(cfg, catalog, workload), platform.k8s)
         outputs[f"{name}_endpoint"] = server.service.apply(
             partial(cluster_url, namespace=workload.config.namespace, port=pathways.HTTP_PORT)
         )

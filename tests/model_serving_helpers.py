@@ -25,7 +25,7 @@ from components.identity import workload_principal
 from infra import report, sizing
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
-from infra.plan import FAKE_PROJECT_NUMBER, Capture, CapturingMonitor, FakeCloud, StackFile, execute
+from infra.plan import FAKE_PROJECT_NUMBER, Capture, CapturingMonitor, FakeCloud, StackFile, execute_both
 
 Items = list[dict[str, Any]]
 NS = "gke-inference"
@@ -85,8 +85,8 @@ class RawObjectMonitor(CapturingMonitor):
     """Also keeps each BucketObject's registered inputs as the engine receives them: the Triton model repository the
     stack writes (its `source` asset's text) is what Triton will read."""
 
-    def __init__(self) -> None:
-        super().__init__(FakeCloud())
+    def __init__(self, fake: FakeCloud) -> None:
+        super().__init__(fake)
         self.raw: dict[str, dict[str, Any]] = {}
 
     def RegisterResource(self, request: Any) -> Any:
@@ -112,11 +112,11 @@ class Stack:
 
 def capture(stack_file: StackFile) -> tuple[Capture, Stack]:
     cfg = stack_file.load()
-    monitor = execute(stack_file, monitor=RawObjectMonitor())
-    assert isinstance(monitor, RawObjectMonitor)
-    resources = sorted(monitor.captured, key=lambda r: (r.parent is not None, r.urn))
+    monitors = execute_both(stack_file, monitor=RawObjectMonitor)
+    assert all(isinstance(m, RawObjectMonitor) for m in monitors)
+    resources = sorted((r for m in monitors for r in m.captured), key=lambda r: (r.parent is not None, r.urn))
     items = [r.as_json() for r in resources]
-    objects = {name: {k: unwrap(v) for k, v in inputs.items()} for name, inputs in monitor.raw.items()}
+    objects = {name: {k: unwrap(v) for k, v in inputs.items()} for m in monitors for name, inputs in m.raw.items()}  # type: ignore[attr-defined]
     return Capture(stack_file.stack, cfg, resources), Stack(cfg, items, objects, report.summarize(cfg, items))
 
 

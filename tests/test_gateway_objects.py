@@ -215,7 +215,9 @@ def test_an_internal_gateway_listens_on_http_in_the_node_subnet_without_iap(
     assert len(nodes) == 1
     assert address["inputs"]["addressType"] == "INTERNAL" and "networkTier" not in address["inputs"]
     assert address["inputs"]["subnetwork"] == nodes[0]["inputs"]["name"]
-    assert nodes[0]["urn"] in address["dependencies"]
+    # The subnet is the platform stack's; the serving stack reads its name through the StackReference.
+    [reference] = of_type(items, "pulumi:pulumi:StackReference")
+    assert (nodes[0]["layer"], address["layer"]) == ("platform", "serving") and reference["urn"] in address["dependencies"]
     assert address["inputs"]["name"] == f"{cfg.cluster.name}-{cfg.environment}-gateway"
 
 

@@ -54,6 +54,10 @@ def test_plan_writes_every_artifact(planned: Path, env: str) -> None:
     assert "```mermaid" in (folder / "report.md").read_text()
 
 
+PROVIDERS = {"platform": {"gcp", "gcp-bootstrap", "k8s"}, "serving": {"serving-gcp", "serving-k8s"}}
+"""Each layer's explicit providers: every resource of a layer goes through one of its own."""
+
+
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_children_are_parented_to_and_named_after_their_component(planned: Path, env: str) -> None:
     items = resources(planned, env)
@@ -61,11 +65,11 @@ def test_children_are_parented_to_and_named_after_their_component(planned: Path,
     for r in items:
         assert r["parent"] is None or r["parent"] in by_urn
         assert all(d in by_urn for d in r["dependencies"])
-        if r["custom"] and not r["type"].startswith("pulumi:providers:"):
+        if r["custom"] and not r["type"].startswith(("pulumi:providers:", "pulumi:pulumi:StackReference")):
             parent = by_urn[r["parent"]]
             assert parent["type"].startswith("gke-inference:"), r["urn"]
             assert r["name"].startswith(parent["name"]), (r["name"], parent["name"])
-            assert r["provider"] is not None and r["provider"].split("::")[-1] in {"gcp", "gcp-bootstrap", "k8s"}
+            assert r["provider"] is not None and r["provider"].split("::")[-1] in PROVIDERS[r["layer"]]
 
 
 def test_nodes_run_as_the_dedicated_least_privilege_account(planned: Path) -> None:

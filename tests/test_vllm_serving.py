@@ -153,7 +153,7 @@ def test_three_gpu_strategies_are_rendered(stacks: dict[str, Stack]) -> None:
 def test_multi_node_replica_is_an_lws_running_ray(stacks: dict[str, Stack]) -> None:
     """The loader accepts 16 H100s on two a3-highgpu-8g; the LWS group is one pod per node; the leader starts the Ray
     head for the whole group, then `vllm serve` on the Ray backend; workers join the leader; the Service and the
-    PodMonitoring select the leader only; the LWS waits for the LWS chart; the HPA scales the LWS."""
+    PodMonitoring select the leader only; the LWS chart is the platform stack's; the HPA scales the LWS."""
     stack = stacks[TEST_STACK]
     w = stack.cfg.workloads["wide"]
     assert w.gpus == 16 and w.fit.fits
@@ -176,7 +176,7 @@ def test_multi_node_replica_is_an_lws_running_ray(stacks: dict[str, Stack]) -> N
     for selector in (service, monitoring):
         assert selects(selector, leader) and not selects(selector, worker)
     (chart,) = of_type(stack.items, CHART)
-    assert chart["urn"] in lws_item["dependencies"]
+    assert (chart["layer"], lws_item["layer"]) == ("platform", "serving")  # the CRD is deployed first, by the platform
     hpa = named(stack.items, HPA)[(w.config.namespace, w.name)]["spec"]
     assert hpa["scaleTargetRef"] == {"apiVersion": lws["apiVersion"], "kind": "LeaderWorkerSet", "name": w.name}
     assert "replicas" not in lws["spec"]

@@ -18,7 +18,7 @@ stack), ``checks`` (cross-field checks, one module per area) and ``loader``. Imp
 from __future__ import annotations
 
 from infra.config.errors import NAMESPACE, ConfigError, Problem
-from infra.config.loader import load_config, read_pulumi_config
+from infra.config.loader import load_config, program_config, read_pulumi_config
 from infra.config.model import GpuPool, StackConfig, TpuPool, Workload
 from infra.config.schema import (
     DEFAULT_METRIC,
@@ -98,5 +98,6 @@ __all__ = [
     "Workload",
     "WorkloadConfig",
     "load_config",
+    "program_config",
     "read_pulumi_config",
 ]

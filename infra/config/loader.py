@@ -162,3 +162,15 @@ def read_pulumi_config() -> tuple[dict[str, Any], set[str]]:
     # The language host passes secret keys either through set_all_config or the environment.
     secret = {k for k in values if runtime_config.is_config_secret(k)} | set(runtime_config.get_config_secret_keys_env())
     return values, secret
+
+
+def program_config() -> StackConfig:
+    """The running program's checked configuration, or a RunError listing every problem before any resource exists."""
+    import pulumi
+
+    values, secret_keys = read_pulumi_config()
+    try:
+        return load_config(values, stack=pulumi.get_stack(), secret_keys=secret_keys)
+    except ConfigError as error:
+        # RunError prints the message without a traceback; no resource has been registered yet.
+        raise pulumi.RunError(f"invalid stack configuration:\n{error}") from None

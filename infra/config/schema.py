@@ -349,6 +349,11 @@ class _Sections(_Section):
     workloads: dict[DnsLabel, WorkloadConfig] = {}
     protection: ProtectionConfig | None = None
     budget: BudgetConfig = BudgetConfig()
+    platform_stack: str | None = Field(
+        None,
+        description="The serving stack's StackReference to its platform stack; default: "
+        "organization/gke-inference-platform/<this stack> (a self-managed backend's name).",
+    )
     hf_token: str | None = Field(None, description="Hugging Face token; secret config only.")
     iap_client_secret: str | None = Field(None, description="The IAP OAuth client's secret; secret config only.")
 

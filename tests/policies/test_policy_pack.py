@@ -114,11 +114,16 @@ def test_the_pack_runs_in_the_programs_locked_environment() -> None:
     strip the program's packages from that environment)."""
     import yaml
 
-    program = yaml.safe_load((REPO / "Pulumi.yaml").read_text())["runtime"]
     pack = yaml.safe_load((REPO / "policies" / "PulumiPolicy.yaml").read_text())["runtime"]
-    assert program["name"] == pack["name"] == "python"
-    assert program["options"]["toolchain"] == pack["options"]["toolchain"] == "uv"
-    assert (REPO / "policies" / pack["options"]["virtualenv"]).resolve() == (REPO / program["options"]["virtualenv"]).resolve()
+    venv = (REPO / "policies" / pack["options"]["virtualenv"]).resolve()
+    for layer in ("platform", "serving"):
+        project = yaml.safe_load((REPO / "programs" / layer / "Pulumi.yaml").read_text())
+        program = project["runtime"]
+        assert program["name"] == pack["name"] == "python"
+        assert program["options"]["toolchain"] == pack["options"]["toolchain"] == "uv"
+        assert (REPO / "programs" / layer / program["options"]["virtualenv"]).resolve() == venv
+        # One values file per environment for both programs.
+        assert (REPO / "programs" / layer / project["stackConfigDir"]).resolve() == (REPO / "stacks").resolve()
     assert not (REPO / "policies" / "pyproject.toml").exists()
 
 

@@ -113,7 +113,9 @@ def test_budget_far_below_the_cost_exits_1_naming_the_cost_policy(tmp_path: Path
     code, output, summary = plan(tmp_path, {**stack_config("prod"), "gke-inference:budget": {"monthly_usd": 100}})
     assert code == 1
     [violation] = [v for v in summary["policies"]["violations"] if v["policy"] == "inf-stack-cost-budget"]
-    assert violation["enforcement"] == "mandatory" and violation["resource"] == "pulumi:pulumi:Stack: gke-inference-broken"
+    assert (
+        violation["enforcement"] == "mandatory" and violation["resource"] == "pulumi:pulumi:Stack: gke-inference-platform-broken"
+    )
     assert "exceeds the budget of 100 USD (gke-inference:budget)" in violation["message"]
     assert "inf-stack-cost-budget" in output
 
