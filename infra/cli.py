@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ import click
 from infra import diff as diff_mod
 from infra import policy_runner, render, report
 from infra.config import ConfigError
-from infra.plan import Capture, StackFile, run
+from infra.plan import Capture, Captured, StackFile, run
 from infra.versions import KUBERNETES_MINOR
 
 if TYPE_CHECKING:
@@ -49,13 +50,16 @@ def policy_config_path(stack_path: Path, environment: str) -> Path | None:
     return None
 
 
-def check_policies(stack_path: Path, stack_file: StackFile, capture: Capture) -> dict[str, object]:
-    """Run the policy pack over the capture; the summary's `policies` block."""
+def check_policies(
+    stack_path: Path, stack_file: StackFile, capture: Capture, beside: list[Captured] | None = None
+) -> dict[str, object]:
+    """Run the policy pack over the capture (and `beside` it, the other layer's saved plan: policies that join a
+    workload to its pool see both layers); the summary's `policies` block."""
     from policies.registry import POLICIES  # the pack imports the catalog and sizing; only `plan` needs it
 
     config_path = policy_config_path(stack_path, capture.config.environment)
     config = policy_runner.load_config(config_path) if config_path else {}
-    violations = policy_runner.run(capture.resources, POLICIES, config, stack_file.engine_config())
+    violations = policy_runner.run([*capture.resources, *(beside or [])], POLICIES, config, stack_file.engine_config())
     return {
         "ran": True,
         "config": config_path.name if config_path else None,
@@ -78,14 +82,23 @@ def against_base(stack: str, out: Path, base: Path) -> bool:
     return not comparison.problems
 
 
-def plan_one(path: Path, out: Path, crds: CRDIndex | None = None, base: Path | None = None) -> int:
+def plan_one(path: Path, out: Path, crds: CRDIndex | None = None, base: Path | None = None, layer: str | None = None) -> int:
     """Plan one stack file into out/STACK; returns its exit code. With `crds`, every rendered custom
     resource must also pass offline admission against them; with `base`, the plan is compared with the previous
     plan of the stack there (a protected replacement, a colliding replacement or a refused update fails it)."""
     try:
         stack_file = StackFile.read(path)
-        capture = run(stack_file)
-        policies = check_policies(path, stack_file, capture)
+        saved, beside = None, None
+        if layer == "serving":
+            outputs = out / stack_file.stack / "platform" / "outputs.json"
+            if not outputs.is_file():
+                click.echo(f"{path}: no saved platform plan at {outputs}: plan the platform layer first", err=True)
+                return EXIT_CONFIG
+            saved = json.loads(outputs.read_text())
+            platform = json.loads((outputs.parent / "resources.json").read_text())
+            beside = [Captured.from_json(r) for r in platform]
+        capture = run(stack_file, layer=layer, platform_outputs=saved)
+        policies = check_policies(path, stack_file, capture, beside)
     except (ConfigError, ValueError) as error:
         click.echo(f"{path}: invalid configuration\n{error}", err=True)
         return EXIT_CONFIG
@@ -132,6 +145,12 @@ def main() -> None:
     help="Check rendered custom resources against the CRDs (and whole-object JSON Schemas) in DIR.",
 )
 @click.option(
+    "--layer",
+    type=click.Choice(["platform", "serving"]),
+    default=None,
+    help="Plan one stack only (default: both); serving reads the platform plan saved in OUT/STACK/platform.",
+)
+@click.option(
     "--base",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -143,6 +162,7 @@ def plan(
     out: Path,
     stacks_dir: Path | None,
     crds: Path | None,
+    layer: str | None,
     base: Path | None,
 ) -> None:
     """Run the program under Pulumi's mock runtime for STACKS (default: every stack) and write the results.
@@ -156,7 +176,7 @@ def plan(
         from infra.admission import load_crds
 
         index = load_crds(crds)
-    codes = [plan_one(p, out, index, base) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
+    codes = [plan_one(p, out, index, base, layer) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
     sys.exit(max(codes))
 
 

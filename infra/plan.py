@@ -98,6 +98,22 @@ class Captured:
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     """Input name -> URNs its value came from: how stack policies join a pool to its service account."""
 
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> Captured:
+        """A resource as a saved plan's resources.json holds it (secrets masked)."""
+        return cls(
+            urn=record["urn"],
+            type=record["type"],
+            name=record["name"],
+            custom=record["custom"],
+            parent=record["parent"],
+            dependencies=record["dependencies"],
+            provider=record["provider"],
+            inputs=record["inputs"],
+            options=record["options"],
+            property_dependencies=record.get("propertyDependencies", {}),
+        )
+
     @property
     def layer(self) -> str:
         """The stack it belongs to: 'platform' or 'serving' (from its URN's project)."""
@@ -310,11 +326,28 @@ def execute_both(
     return platform, serving
 
 
-def run(stack_file: StackFile, *, preview: bool = False) -> Capture:
+def run(
+    stack_file: StackFile,
+    *,
+    preview: bool = False,
+    layer: str | None = None,
+    platform_outputs: dict[str, Any] | None = None,
+) -> Capture:
     """Check the config (raises ConfigError, nothing registered), then run both programs under mocks: the union of
-    what the platform and the serving stack register, each resource tagged with its layer."""
+    what the platform and the serving stack register, each resource tagged with its layer. With `layer`, that one
+    program alone: the serving program then reads `platform_outputs` (a saved platform plan's) as its reference."""
     checked = stack_file.load()
-    platform, serving = execute_both(stack_file, preview=preview)
-    captured = platform.captured + serving.captured
+    if layer is None:
+        monitors = dict(zip(LAYERS, execute_both(stack_file, preview=preview), strict=True))
+    elif layer == "platform":
+        monitors = {layer: execute(stack_file, layer=layer, preview=preview)}
+    else:
+        from infra.serving_stack import platform_stack_name
+
+        if platform_outputs is None:
+            raise ValueError("planning the serving layer alone needs the platform plan's outputs")
+        fake = FakeCloud({platform_stack_name(checked): platform_outputs})
+        monitors = {layer: execute(stack_file, layer=layer, preview=preview, monitor=CapturingMonitor(fake))}
+    captured = [r for m in monitors.values() for r in m.captured]
     resources = sorted(captured, key=lambda r: (r.parent is not None, r.urn))
-    return Capture(stack_file.stack, checked, resources, {"platform": platform.stack_outputs, "serving": serving.stack_outputs})
+    return Capture(stack_file.stack, checked, resources, {name: m.stack_outputs for name, m in monitors.items()})

@@ -14,7 +14,7 @@ import kubernetes_validate
 import yaml
 
 from infra import report
-from infra.plan import Capture
+from infra.plan import LAYERS, SECRET, Capture
 from infra.versions import KUBERNETES_MINOR
 
 # kubernetes-validate re-reads and re-parses its JSON schemas (the 1.5 MB definitions file included) on every
@@ -92,7 +92,32 @@ def write(capture: Capture, out: Path, policy: dict[str, Any] | None = None) -> 
     (staging / "summary.json").write_text(dump_json(summary))
     (staging / "report.md").write_text(report.markdown(summary, report.mermaid(capture.config)))
     target = out / capture.stack
+    for layer in LAYERS:
+        folder = staging / layer
+        if layer in capture.outputs:
+            write_layer(folder, [r for r in resources if r["layer"] == layer], capture.outputs[layer])
+        elif (target / layer).is_dir():  # planned alone: the other layer's saved plan stays beside it
+            shutil.copytree(target / layer, folder)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
     return summary
+
+
+SECRET_OUTPUTS = frozenset({"kubeconfig"})
+"""Stack outputs never written in clear (the contract's secret ones)."""
+
+
+def write_layer(folder: Path, resources: list[dict[str, Any]], outputs: dict[str, Any]) -> None:
+    """One stack's own view: its resources, its manifests and its outputs (what a StackReference reads; secrets
+    masked), so one layer can be planned again against the other's saved plan."""
+    folder.mkdir()
+    (folder / "resources.json").write_text(dump_json(resources))
+    (folder / "outputs.json").write_text(dump_json({k: SECRET if k in SECRET_OUTPUTS else v for k, v in outputs.items()}))
+    objects, references = kubernetes_objects(resources)
+    manifests = folder / "manifests"
+    manifests.mkdir()
+    for obj in objects:
+        (manifests / _file_name(obj)).write_text(yaml.safe_dump(obj, sort_keys=True))
+    if references:
+        (manifests / "references.yaml").write_text(yaml.safe_dump({"references": references}, sort_keys=True))

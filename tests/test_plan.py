@@ -45,9 +45,18 @@ def write_stack(tmp: Path, name: str, config: dict[str, Any]) -> Path:
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_plan_writes_every_artifact(planned: Path, env: str) -> None:
     folder = planned / env
-    assert {p.name for p in folder.iterdir()} == {"resources.json", "manifests", "summary.json", "report.md"}
+    assert {p.name for p in folder.iterdir()} == {
+        "resources.json",
+        "manifests",
+        "summary.json",
+        "report.md",
+        "platform",
+        "serving",
+    }
+    for layer in ("platform", "serving"):
+        assert {p.name for p in (folder / layer).iterdir()} == {"resources.json", "manifests", "outputs.json"}
     for r in resources(planned, env):
-        assert set(r) >= {"urn", "type", "name", "parent", "dependencies", "inputs", "options"}
+        assert set(r) >= {"urn", "layer", "type", "name", "parent", "dependencies", "inputs", "options"}
         assert set(r["options"]) >= {"protect", "retainOnDelete", "deleteBeforeReplace", "ignoreChanges"}
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["resources"]["total"] == len(resources(planned, env))
