@@ -211,6 +211,14 @@ def diff(a: str, b: str, stacks_dir: Path | None) -> None:
 
 
 @main.command()
+@click.argument("base", type=click.Path(path_type=Path))
+@click.argument("head", type=click.Path(path_type=Path))
+def changed(base: Path, head: Path) -> None:
+    """Print the stacks (platform, serving) whose plan differs between two plan folders of one environment."""
+    click.echo(" ".join(diff_mod.changed_layers(base, head)))
+
+
+@main.command()
 @click.argument("stack")
 @click.option(
     "--trace",

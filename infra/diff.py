@@ -257,3 +257,14 @@ def compare(a_folder: Path, b_folder: Path) -> Comparison:
     if not found:
         lines.append("No resource differences.")
     return Comparison("\n".join(lines).rstrip() + "\n", counts, problems)
+
+
+def changed_layers(base: Path, head: Path) -> list[str]:
+    """The stacks (platform, serving) whose own plan differs between two plans of one environment: what a pull request
+    must preview. A base plan from before the split, or missing, counts as a change of both."""
+    changed = []
+    for layer in ("platform", "serving"):
+        old, new = base / layer / "resources.json", head / layer / "resources.json"
+        if not old.is_file() or not new.is_file() or json.loads(old.read_text()) != json.loads(new.read_text()):
+            changed.append(layer)
+    return changed

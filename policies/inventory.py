@@ -33,6 +33,7 @@ from policies.kube import (
 )
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
 CLUSTER = "gcp:container/cluster:Cluster"
 
 
@@ -207,6 +208,13 @@ class Stack:
 
     def of_type(self, *types: str) -> list[PolicyResource]:
         return [r for r in self.resources if r.resource_type in types]
+
+    @property
+    def pools_elsewhere(self) -> bool:
+        """A serving stack: its pools are the platform stack's, read through a StackReference. Joins of a workload to
+        its pool run on `gke-inference plan` over both stacks (and the serving program refuses a platform whose
+        pools differ from its configuration); here they would find no pool at all."""
+        return not self.pools and bool(self.of_type(STACK_REFERENCE))
 
     def clusters(self) -> list[PolicyResource]:
         return self.of_type(CLUSTER)

@@ -73,6 +73,8 @@ def _selector_text(selector: Mapping[str, Any]) -> str:
 
 def _workload_matches_pool(args: StackValidationArgs, cfg: Config) -> Iterator[Finding]:
     stack = Stack(args.resources)
+    if stack.pools_elsewhere:
+        return
     for w in stack.workloads:
         for t in w.templates:
             selector = {k: v for k, v in t.node_selector.items() if k in (*ACCELERATOR_SELECTORS, NODEPOOL_LABEL)}
@@ -113,6 +115,8 @@ def _flag(template: PodTemplate | None, flag: str) -> str | None:
 
 def _lws_size(args: StackValidationArgs, cfg: Config) -> Iterator[Finding]:
     stack = Stack(args.resources)
+    if stack.pools_elsewhere:
+        return
     for w in stack.workloads:
         if w.resource.resource_type != LWS:
             continue

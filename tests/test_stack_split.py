@@ -145,3 +145,12 @@ def test_each_program_runs_alone_as_its_own_project() -> None:
     monitor = execute(StackFile.read(STACKS / "Pulumi.dev.yaml"), layer="platform")
     assert {r.urn.split("::")[1] for r in monitor.captured} == {"gke-inference-platform"}
     assert tuple(sorted(monitor.stack_outputs)) == tuple(sorted(contract.OUTPUTS))
+
+
+def test_a_pull_request_previews_the_stacks_its_plan_changes(prod: Path, tmp_path: Path) -> None:
+    config = copy.deepcopy(prod_config())
+    config[f"{NS}:workloads"]["gemma-9b"]["max_num_seqs"] = 6
+    serving_only = plan_config(tmp_path, "serving", config)
+    assert CliRunner().invoke(main, ["changed", str(prod), str(serving_only)]).output.split() == ["serving"]
+    assert CliRunner().invoke(main, ["changed", str(prod), str(prod)]).output.split() == []
+    assert CliRunner().invoke(main, ["changed", str(tmp_path / "none"), str(prod)]).output.split() == ["platform", "serving"]

@@ -419,3 +419,18 @@ def test_stack_findings_on_excluded_resources_are_dropped(platform: list[Capture
     pm = mutate(POD_MONITORING, "spec.endpoints.0.port", "metrics")
     stack = serving_stack(platform, pod_monitoring=pm)
     assert messages("inf-stack-gmp-podmonitoring", *stack, config={"excludeFor": ["gemma-.*"]}) == []
+
+
+def test_a_serving_stack_reads_its_pools_elsewhere_and_is_not_told_it_has_none(platform: list[Captured]) -> None:
+    """Under `pulumi preview` the serving stack holds the servers and a StackReference, not the pools: the joins of a
+    workload to its pool (checked on `plan` over both stacks) stay quiet there, and fire without the reference."""
+    vllm = mutate(VLLM, "spec.template.spec.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
+    servers = [
+        r
+        for r in serving_stack(platform, vllm=vllm)
+        if r.type not in ("gcp:container/nodePool:NodePool", "pulumi:pulumi:StackReference")
+    ]
+    reference = captured("pulumi:pulumi:StackReference", "platform", {"name": "organization/gke-inference-platform/prod"})
+    for policy in ("inf-stack-workload-matches-pool", "inf-stack-lws-size"):
+        assert messages(policy, *servers, reference) == []
+    assert messages("inf-stack-workload-matches-pool", *servers) != []
