@@ -147,8 +147,7 @@ def backend_spec(b: Backend, iap: IapClient | None, gateway: str) -> gt.BackendP
 
 
 class InferenceGateway(pulumi.ComponentResource):
-    """Its regional address and Gateway (in the platform's gateway namespace), and per backend: HTTPRoute,
-    HealthCheckPolicy, GCPBackendPolicy.
+    """Its regional address, namespace and Gateway, and per backend: HTTPRoute, HealthCheckPolicy, GCPBackendPolicy.
 
     Takes both providers in `opts`: the address is a GCP resource, everything else Kubernetes."""
 
@@ -158,6 +157,16 @@ class InferenceGateway(pulumi.ComponentResource):
         super().__init__("gke-inference:gateway:InferenceGateway", name, None, opts)
         meta = k8s.meta.v1
         child = pulumi.ResourceOptions(parent=self)
+        # The Gateway's own namespace stays with it in the serving stack (no bucket IAM needs it); its URN is the one
+        # the single-stack program gave it, so an environment split from one stack keeps it (infra/migration.py).
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-ns",
+            metadata=meta.ObjectMetaArgs(
+                name=args.namespace,
+                labels={"app.kubernetes.io/managed-by": "pulumi", "pod-security.kubernetes.io/enforce": "restricted"},
+            ),
+            opts=child,
+        )
         internal = args.gateway_class == "gke-l7-rilb"
         address = gcp.compute.Address(
             f"{name}-address",
@@ -179,7 +188,7 @@ class InferenceGateway(pulumi.ComponentResource):
                 listeners=(listener(args),),
                 addresses=(gt.GatewayAddress(value=args.address_name),),
             ).to_k8s(),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[address]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, address]),
         )
         iap_secrets: dict[str, k8s.core.v1.Secret] = {}
         for b in args.backends:

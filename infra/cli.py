@@ -211,6 +211,17 @@ def diff(a: str, b: str, stacks_dir: Path | None) -> None:
 
 
 @main.command()
+@click.argument("stack")
+@click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
+def migration(stack: str, stacks_dir: Path | None) -> None:
+    """Print the `pulumi state move` commands that split STACK's single-stack state into its two stacks."""
+    from infra import migration as migration_mod
+
+    capture = run(StackFile.read(_stack_files((stack,), (), _stacks_dir(stacks_dir))[0]))
+    click.echo("\n".join(migration_mod.commands(capture.stack, capture.resources)))
+
+
+@main.command()
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("head", type=click.Path(path_type=Path))
 def changed(base: Path, head: Path) -> None:

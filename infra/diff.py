@@ -29,8 +29,10 @@ NODE_POOL = "gcp:container/nodePool:NodePool"
 
 
 def _key(urn: str) -> str:
-    """A resource's identity without the stack: urn:pulumi:STACK::PROJECT::TYPE::NAME -> TYPE::NAME."""
-    return urn.split("::", 2)[2]
+    """A resource's identity without the environment: urn:pulumi:STACK::gke-inference-LAYER::TYPE::NAME ->
+    LAYER:TYPE::NAME (both stacks have providers named gcp and k8s)."""
+    _, project, rest = urn.split("::", 2)
+    return f"{project.removeprefix('gke-inference-')}:{rest}"
 
 
 def _element_key(items: list[dict[str, Any]]) -> str | None:

@@ -20,7 +20,6 @@ from components.cluster import (
 )
 from components.compute_class import ComputeClass, ComputeClassArgs, Gpu, Tpu
 from components.identity import GoogleAccount, NodeIdentity, NodeIdentityArgs
-from components.inference_gateway import GATEWAY_NAMESPACE
 from components.lws import LeaderWorkerSetApi, LeaderWorkerSetApiArgs
 from components.metrics_adapter import MetricsAdapter, MetricsAdapterArgs
 from components.model_storage import ModelStorage, ModelStorageArgs
@@ -337,9 +336,6 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     for name, cc in cfg.compute_classes.items():
         ComputeClass(name, compute_class_args(cfg, cc, identity.email), k8s_opts)
     shared_serving_api(cfg, opts, k8s_opts)
-    if cfg.gateway.enabled:
-        # The Gateway's namespace is the platform's: no serving change can delete it, and every route's Gateway with it.
-        ServingNamespace(GATEWAY_NAMESPACE, ServingNamespaceArgs((), "restricted", None, gateway_routes=False), k8s_opts)
     if serving.pathways_pools(cfg):
         ScratchStorage(
             "scratch",

@@ -56,11 +56,12 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     structured = pulumi.Output.all(
         node_pools=platform.node_pools, compute_classes=platform.compute_classes, namespaces=platform.namespaces
     ).apply(lambda found: check_platform(cfg, found))
-    gcp_provider = gcp.Provider("serving-gcp", project=cfg.project, region=cfg.region, default_labels=provider_labels(cfg))
+    # Named as the single-stack program named them: resources moved here from an old stack keep their providers.
+    gcp_provider = gcp.Provider("gcp", project=cfg.project, region=cfg.region, default_labels=provider_labels(cfg))
     # The provider waits for the check: nothing is created on a platform this configuration does not describe. The
     # kubeconfig stays secret: the platform stack exports it as one, and Output.all keeps that.
     kubeconfig = pulumi.Output.all(platform.kubeconfig, structured).apply(lambda v: str(v[0]))
-    k8s_provider = k8s.Provider("serving-k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
+    k8s_provider = k8s.Provider("k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
     handles = serving.PlatformHandles(
         gcp=pulumi.ResourceOptions(providers=[gcp_provider]),
         k8s=pulumi.ResourceOptions(providers=[k8s_provider]),

@@ -63,7 +63,7 @@ def test_plan_writes_every_artifact(planned: Path, env: str) -> None:
     assert "```mermaid" in (folder / "report.md").read_text()
 
 
-PROVIDERS = {"platform": {"gcp", "gcp-bootstrap", "k8s"}, "serving": {"serving-gcp", "serving-k8s"}}
+PROVIDERS = {"platform": {"gcp", "gcp-bootstrap", "k8s"}, "serving": {"gcp", "k8s"}}
 """Each layer's explicit providers: every resource of a layer goes through one of its own."""
 
 

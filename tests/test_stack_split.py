@@ -14,9 +14,9 @@ import yaml
 from click.testing import CliRunner
 from conftest import STACKS
 
-from infra import contract
+from infra import contract, migration
 from infra.cli import main
-from infra.plan import StackFile, execute
+from infra.plan import StackFile, execute, run
 from infra.serving_stack import check_platform, expected
 
 NS = "gke-inference"
@@ -26,7 +26,6 @@ PLATFORM_ONLY = frozenset(
         "gcp:container/nodePool:NodePool",
         "gcp:storage/bucket:Bucket",
         "gcp:compute/network:Network",
-        "kubernetes:core/v1:Namespace",
         "kubernetes:helm.sh/v4:Chart",
         "kubernetes:cloud.google.com/v1:ComputeClass",
         "kubernetes:apiregistration.k8s.io/v1:APIService",
@@ -80,7 +79,12 @@ def test_the_union_view_holds_two_stacks_and_the_serving_one_reads_the_platform(
         ("serving", "LeaderWorkerSet"),
         ("serving", "Deployment"),
     } <= kinds
-    assert ("serving", "Namespace") not in kinds
+    # Every namespace a server runs in is the platform's; the serving stack holds only the Gateway's own.
+    served = {w.config.namespace for w in StackFile.read(STACKS / "Pulumi.prod.yaml").load().workloads.values()}
+    namespaces = {(r["layer"], r["inputs"]["metadata"]["name"]) for r in union if r["type"] == "kubernetes:core/v1:Namespace"}
+    assert {("platform", ns) for ns in served} <= namespaces and {n for layer, n in namespaces if layer == "serving"} == {
+        "inference-gateway"
+    }
 
 
 def test_the_platform_exports_exactly_the_contract_and_it_reads_back(prod: Path) -> None:
@@ -154,3 +158,22 @@ def test_a_pull_request_previews_the_stacks_its_plan_changes(prod: Path, tmp_pat
     assert CliRunner().invoke(main, ["changed", str(prod), str(serving_only)]).output.split() == ["serving"]
     assert CliRunner().invoke(main, ["changed", str(prod), str(prod)]).output.split() == []
     assert CliRunner().invoke(main, ["changed", str(tmp_path / "none"), str(prod)]).output.split() == ["platform", "serving"]
+
+
+def test_the_migration_moves_every_resource_of_the_old_stack_once() -> None:
+    """Each resource both programs register (but their roots, providers and the StackReference) is moved from the old
+    single stack exactly once, into the stack whose plan holds it; the old URN is the new one under the old project."""
+    capture = run(StackFile.read(STACKS / "Pulumi.prod.yaml"))
+    moved = migration.moves(capture.resources)
+    every = [u for urns in moved.values() for u in urns]
+    assert len(every) == len(set(every))  # none twice
+    for layer in ("platform", "serving"):
+        expected_urns = {
+            migration.old_urn(r.urn) for r in capture.resources if r.layer == layer and not r.type.startswith(migration.NOT_MOVED)
+        }
+        assert set(moved[layer]) == expected_urns  # none dropped
+    assert all(moved.values())  # both layers hold resources
+    assert all("::gke-inference::" in u for u in every)
+    commands = CliRunner().invoke(main, ["migration", "prod"]).output.splitlines()
+    assert [c.split(" && ")[0] for c in commands] == ["(cd programs/platform", "(cd programs/serving"]
+    assert "--source organization/gke-inference/prod --dest organization/gke-inference-serving/prod" in commands[1]
