@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from infra import render
-from infra.plan import StackFile, run
+from infra.tooling import render
+from infra.tooling.plan import StackFile, run
 
 REPEATS = 5
 STACKS = Path(__file__).resolve().parent.parent / "stacks"
@@ -42,7 +42,7 @@ def main() -> None:
         for _ in range(3):
             start = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "infra.cli", "plan", "--out", tmp, "--stacks-dir", str(STACKS)],
+                [sys.executable, "-m", "infra.tooling.cli", "plan", "--out", tmp, "--stacks-dir", str(STACKS)],
                 check=True,
                 capture_output=True,
             )

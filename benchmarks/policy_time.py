@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from infra import policy_runner
-from infra.plan import Captured, StackFile, run
+from infra.tooling import policy_runner
+from infra.tooling.plan import Captured, StackFile, run
 from policies.registry import POLICIES
 
 REPEATS = 20

@@ -11,9 +11,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from infra.catalog import load as load_catalog
-from infra.plan import StackFile, run
 from infra.simulate.capacity import replica_capacity
 from infra.simulate.run import autoscaled, run_case, trace_for
+from infra.tooling.plan import StackFile, run
 
 ROOT = Path(__file__).resolve().parent.parent
 HOURS = 24

@@ -158,7 +158,7 @@ class InferenceGateway(pulumi.ComponentResource):
         meta = k8s.meta.v1
         child = pulumi.ResourceOptions(parent=self)
         # The Gateway's own namespace stays with it in the serving stack (no bucket IAM needs it); its URN is the one
-        # the single-stack program gave it, so an environment split from one stack keeps it (infra/migration.py).
+        # the single-stack program gave it, so an environment split from one stack keeps it (infra/tooling/migration.py).
         namespace = k8s.core.v1.Namespace(
             f"{name}-ns",
             metadata=meta.ObjectMetaArgs(

@@ -66,7 +66,7 @@ def _workload_identity(args: ResourceValidationArgs, cfg: Config) -> Iterator[st
         yield found
     elif mode != "GCE_METADATA" or Pool(pool_name(args.name, args.props), args.props).tpu is None:
         # The one exception: TPU pools serving Pathways with JetStream and MaxText, which GKE's tutorial runs on the
-        # GCE metadata server (infra.serving.PATHWAYS_NODE_IDENTITY_REASON); any other pool still needs the GKE one.
+        # GCE metadata server (infra.serving.composition.PATHWAYS_NODE_IDENTITY_REASON); any other pool still needs the GKE one.
         yield f"{found}; nodeConfig.metadata.{key} names an exception, which only a TPU pool on GCE_METADATA may take"
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from pulumi_policy import PolicyResource
 
+from components.cluster import SYSTEM_POOL_ZONES
 from infra.catalog import Catalog, GpuType, TpuGeneration, TpuSlice
 from infra.catalog import load as load_catalog
-from infra.report import SYSTEM_POOL_ZONES
 from policies.base import Props, as_int, get, items, mapping
 from policies.kube import (
     COMPUTE_CLASS,

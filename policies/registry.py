@@ -1,4 +1,4 @@
-"""The pack's policies, in one list: what ``__main__`` serves and what ``infra.policy_runner`` runs offline."""
+"""The pack's policies, in one list: what ``__main__`` serves and what ``infra.tooling.policy_runner`` runs offline."""
 
 from __future__ import annotations
 

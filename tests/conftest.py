@@ -13,8 +13,8 @@ import yaml
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig
-from infra.plan import StackFile
-from infra.render import write
+from infra.tooling.plan import StackFile
+from infra.tooling.render import write
 
 if TYPE_CHECKING:
     from model_serving_helpers import Stack

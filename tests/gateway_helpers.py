@@ -19,8 +19,8 @@ from components.endpoint_picker import EXT_PROC_PORT
 from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
 from components.serving_namespace import ROUTES_LABEL
 from infra.config import StackConfig, Workload
-from infra.gateway_serving import GATEWAY_NAME, NAMESPACE, timeout_s, uses_pool
-from infra.plan import StackFile, run
+from infra.serving.gateway import GATEWAY_NAME, NAMESPACE, timeout_s, uses_pool
+from infra.tooling.plan import StackFile, run
 
 NS = "gke-inference"
 SHIPPED = ("staging", "prod")

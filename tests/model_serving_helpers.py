@@ -22,10 +22,11 @@ from serving_helpers import containers, lws_of, named, templates
 from test_platform import load_stack
 
 from components.identity import workload_principal
-from infra import report, sizing
+from infra import sizing
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
-from infra.plan import FAKE_PROJECT_NUMBER, Capture, CapturingMonitor, FakeCloud, StackFile, execute_both
+from infra.tooling import report
+from infra.tooling.plan import FAKE_PROJECT_NUMBER, Capture, CapturingMonitor, FakeCloud, StackFile, execute_both
 
 Items = list[dict[str, Any]]
 NS = "gke-inference"

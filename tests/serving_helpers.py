@@ -16,7 +16,7 @@ from test_platform import load_stack, of_type
 from infra import sizing
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
-from infra.plan import StackFile, run
+from infra.tooling.plan import StackFile, run
 
 Items = list[dict[str, Any]]
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"

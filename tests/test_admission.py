@@ -16,7 +16,7 @@ from infra.admission import check, check_all, load_crds
 from infra.admission.cel_library import parse_request_uri
 from infra.admission.crds import CRDIndex
 from infra.admission.rules import compile_rule
-from infra.cli import EXIT_CHECKS, main
+from infra.tooling.cli import EXIT_CHECKS, main
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMAS = Path(os.environ.get("GKE_INFERENCE_SCHEMAS", REPO.parent / "shared" / "schemas"))

@@ -18,7 +18,7 @@ from infra.catalog import Catalog
 from infra.config import ConfigError, StackConfig, TpuPool, load_config
 from infra.config.checks import CheckContext
 from infra.config.checks.capacity import pool_uses
-from infra.platform import accelerator_limits
+from infra.platform.composition import accelerator_limits
 
 NS = "gke-inference"
 SECOND_L4 = {"engine": "vllm", "model": "llama-3.1-8b", "gpu_pool": "l4", "max_context": 4096, "max_num_seqs": 4}

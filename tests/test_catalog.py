@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from infra import sizing, versions
 from infra.catalog import Catalog, XlaTuning
 from infra.config import load_config
-from infra.report import cost_lines
+from infra.tooling.report import cost_lines
 
 
 def test_every_tpu_shape_uses_a_known_machine_type(catalog: Catalog) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from conftest import STACKS
 
-from infra.plan import StackFile, run
-from infra.render import write
+from infra.tooling.plan import StackFile, run
+from infra.tooling.render import write
 
 SKIP_KEY = "checkov.io/skip"
 SKIP_VALUE = re.compile(r"CKV2?_K8S_\d+=(?P<reason>[^=]*)")

@@ -10,8 +10,8 @@ import yaml
 from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, STACKS, mutate
 
-from infra.cli import main
 from infra.config import ConfigError, ProtectionConfig, load_config
+from infra.tooling.cli import main
 
 NS = "gke-inference"
 

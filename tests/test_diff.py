@@ -1,5 +1,5 @@
 """What `pulumi up` will do between two plans: replace, update, create or delete per resource, and the changes it
-would refuse or break (infra/replacements.py, infra/catalog/replacements.yaml, `diff` and `plan --base`)."""
+would refuse or break (infra/tooling/replacements.py, infra/catalog/replacements.yaml, `diff` and `plan --base`)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from conftest import STACKS
 from model_serving_helpers import TEST_STACK_FILE
 
-from infra.cli import main
-from infra.diff import Plan, changes, flatten
-from infra.plan import StackFile, run
-from infra.replacements import classify, has_rule, rule_for
+from infra.tooling.cli import main
+from infra.tooling.diff import Plan, changes, flatten
+from infra.tooling.plan import StackFile, run
+from infra.tooling.replacements import classify, has_rule, rule_for
 
 NS = "gke-inference"
 NODE_POOL = "gcp:container/nodePool:NodePool"

@@ -45,11 +45,11 @@ from test_platform import of_type
 from components.endpoint_picker import CHART_RESOURCES, EXT_PROC_PORT, HEALTH_PORT, picker_labels
 from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
 from components.serving_objects import GOOGLE_HEALTH_CHECK_RANGES
-from infra.cli import main
 from infra.config import ConfigError, StackConfig, load_config
 from infra.config.checks.serving import picker_resources
-from infra.gateway_serving import GATEWAY_NAME, example_request, exposed, uses_pool
-from infra.plan import SECRET
+from infra.serving.gateway import GATEWAY_NAME, example_request, exposed, uses_pool
+from infra.tooling.cli import main
+from infra.tooling.plan import SECRET
 
 # ------------------------------------------------------------------------------------------------ the endpoint picker
 
@@ -245,8 +245,8 @@ class _Cloud(mocks.Mocks):
 
 
 def gateway_outputs(cfg: StackConfig) -> dict[str, Any]:
-    """`infra.gateway_serving.build`'s stack outputs (gateway_endpoint, <workload>_example), resolved under mocks."""
-    from infra import gateway_serving
+    """`infra.serving.gateway.build`'s stack outputs (gateway_endpoint, <workload>_example), resolved under mocks."""
+    from infra.serving import gateway as gateway_serving
 
     result: dict[str, Any] = {}
 

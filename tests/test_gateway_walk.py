@@ -32,7 +32,7 @@ from test_platform import of_type
 
 from components.serving_namespace import ROUTES_LABEL
 from infra.config import StackConfig, Workload
-from infra.gateway_serving import GATEWAY_NAME, exposed, uses_pool
+from infra.serving.gateway import GATEWAY_NAME, exposed, uses_pool
 
 
 @pytest.mark.parametrize("env", WALKED)

@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 from conftest import BASE, mutate
 
-from infra.cli import main
 from infra.config import ConfigError, WorkloadConfig, load_config
 from infra.config.checks.applicability import WORKLOAD_FIELDS
+from infra.tooling.cli import main
 
 NS = "gke-inference"
 W = f"{NS}:workloads"

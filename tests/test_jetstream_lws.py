@@ -41,11 +41,11 @@ from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.pathways import EXCLUSIVE, SUBGROUP_EXCLUSIVE, TPU_RESOURCE
 from infra import sizing
 from infra.catalog import Catalog, TunedFor
-from infra.cli import main
 from infra.config import StackConfig, load_config
-from infra.platform import tpu_node_pool_names
-from infra.serving import TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
-from infra.serving_common import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S
+from infra.platform.composition import tpu_node_pool_names
+from infra.serving.common import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S
+from infra.serving.composition import TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
+from infra.tooling.cli import main
 
 SEED_RESTORE_S = {"llama-3.1-405b": 420, "llama-2-70b": 120}
 """Seed 001's documented checkpoint restore times (405B int8 on one 4x4 slice, 70B int8 on one 2x4 slice)."""

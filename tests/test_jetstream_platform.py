@@ -39,8 +39,8 @@ from components.pathways import DISAGGREGATED_CAPABILITIES
 from components.serving_namespace import EXCEPTION_ANNOTATION as POD_SECURITY_EXCEPTION
 from infra import versions
 from infra.config import ConfigError, StackConfig, load_config
-from infra.plan import FAKE_PROJECT_NUMBER
-from infra.serving import scratch_bucket_name
+from infra.serving.composition import scratch_bucket_name
+from infra.tooling.plan import FAKE_PROJECT_NUMBER
 
 DISAGGREGATED_POLICIES = ("inf-k8s-capabilities", "inf-k8s-nonroot-readonly")
 ROLE = "roles/monitoring.viewer"

@@ -30,3 +30,25 @@ def test_components_do_not_import_infra() -> None:
     assert len(COMPONENTS) > 5
     offenders = {str(p.relative_to(REPO)): infra_imports(p.read_text()) for p in COMPONENTS}
     assert {path: names for path, names in offenders.items() if names} == {}
+
+
+PROGRAM_CODE = sorted(
+    p
+    for room in ("programs", "infra/platform", "infra/serving", "infra/config", "infra/catalog", "components")
+    for p in (REPO / room).rglob("*.py")
+) + [REPO / "infra" / "contract.py", REPO / "infra" / "sizing.py", REPO / "infra" / "versions.py"]
+
+
+def imports_tooling(source: str) -> bool:
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "infra":
+            if any(alias.name == "tooling" for alias in node.names):
+                return True
+    return any(name == "infra.tooling" or name.startswith("infra.tooling.") for name in infra_imports(source))
+
+
+def test_the_programs_do_not_import_the_offline_tooling() -> None:
+    """The two programs and what they run stay apart from plan/diff/report: a deploy never loads them."""
+    assert imports_tooling("from infra import tooling\n") and imports_tooling("import infra.tooling.plan\n")
+    assert len(PROGRAM_CODE) > 20
+    assert [str(p.relative_to(REPO)) for p in PROGRAM_CODE if imports_tooling(p.read_text())] == []

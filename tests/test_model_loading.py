@@ -55,10 +55,11 @@ from test_platform import of_type
 
 from components.model_server import GCSFUSE_CACHE_VOLUME, GCSFUSE_DRIVER
 from components.weights_download import MAX_NAME, Model, job_name
-from infra import model_serving, sizing
+from infra import sizing
 from infra.catalog import Catalog
 from infra.config import ConfigError, load_config
-from infra.plan import SECRET
+from infra.serving import models as model_serving
+from infra.tooling.plan import SECRET
 
 WRITE_ROLES = ("roles/storage.objectUser", "roles/storage.objectCreator", "roles/storage.objectAdmin", "roles/storage.admin")
 READER_ROLE = "roles/storage.objectViewer"

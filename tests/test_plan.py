@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, STACKS, mutate
 
 from components.identity import NODE_SA_ROLES
-from infra.cli import main
-from infra.plan import SECRET, CapturingMonitor, FakeCloud, StackFile, execute, plain
-from infra.render import REFERENCE_TYPES
+from infra.tooling.cli import main
+from infra.tooling.plan import SECRET, CapturingMonitor, FakeCloud, StackFile, execute, plain
+from infra.tooling.render import REFERENCE_TYPES
 
 
 @pytest.fixture(scope="session")
@@ -241,7 +241,7 @@ def test_every_kubernetes_object_is_rendered_whole_and_valid(planned: Path, env:
 
 
 def test_schema_problems_name_the_object_and_field() -> None:
-    from infra.render import schema_problems
+    from infra.tooling.render import schema_problems
 
     good = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "a", "namespace": "n"}}
     bad = {**good, "automount_service_account_token": False}

@@ -16,11 +16,17 @@ from conftest import BASE, ENVIRONMENTS, REPO, STACKS, mutate
 from components.compute_class import compute_class_spec
 from components.identity import workload_principal
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
-from infra.cli import main
 from infra.config import StackConfig, Workload, load_config
-from infra.plan import FAKE_PROJECT_NUMBER, StackFile, run
-from infra.platform import compute_class_args, node_account_id, pathways_account_id, resource_prefix, tpu_node_pool_names
-from infra.serving import scratch_bucket_name
+from infra.platform.composition import (
+    compute_class_args,
+    node_account_id,
+    pathways_account_id,
+    resource_prefix,
+    tpu_node_pool_names,
+)
+from infra.serving.composition import scratch_bucket_name
+from infra.tooling.cli import main
+from infra.tooling.plan import FAKE_PROJECT_NUMBER, StackFile, run
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 

@@ -22,10 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.catalog import Catalog
-from infra.cli import main
 from infra.config import StackConfig, Workload
-from infra.plan import StackFile
-from infra.plan import run as plan_run
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
 from infra.simulate.engine import MetricKind, Point, Result, Timing, simulate
 from infra.simulate.hpa import HpaSpec
@@ -41,6 +38,9 @@ from infra.simulate.run import (
     trace_for,
 )
 from infra.simulate.traces import Request, builtin
+from infra.tooling.cli import main
+from infra.tooling.plan import StackFile
+from infra.tooling.plan import run as plan_run
 
 DECODE_S = 0.020
 PREFILL_PER_TOKEN_S = 1e-4

@@ -14,10 +14,11 @@ import yaml
 from click.testing import CliRunner
 from conftest import STACKS
 
-from infra import contract, migration
-from infra.cli import main
-from infra.plan import StackFile, execute, run
-from infra.serving_stack import check_platform, expected
+from infra import contract
+from infra.serving.stack import check_platform, expected
+from infra.tooling import migration
+from infra.tooling.cli import main
+from infra.tooling.plan import StackFile, execute, run
 
 NS = "gke-inference"
 PLATFORM_ONLY = frozenset(

@@ -47,7 +47,7 @@ from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import load_config
 from infra.config.schema import RATE_TARGET_SHARE
-from infra.serving_common import hpa_target
+from infra.serving.common import hpa_target
 from infra.simulate.capacity import replica_capacity
 from infra.simulate.engine import metric_kind
 

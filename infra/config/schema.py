@@ -247,7 +247,7 @@ class AutoscalingConfig(_Section):
     target: Annotated[float, Field(gt=0)] | None = Field(
         None,
         description=f"Per-pod value the HPA holds the metric at; default: {GAUGE_TARGET:g} for a gauge, and for a rate (tokens/s) "
-        f"{RATE_TARGET_SHARE:.0%} of what one replica decodes at full batch (infra/serving_common.py).",
+        f"{RATE_TARGET_SHARE:.0%} of what one replica decodes at full batch (infra/serving/common.py).",
     )
 
 

@@ -25,7 +25,7 @@ TERA = 1e12
 LOW_PRECISION = frozenset({"int8", "fp8"})
 """Weight dtypes whose matmuls run at the low-precision peak; int4 is weight-only (dequantized to bf16)."""
 DEFAULT_PER_DEVICE_BATCH_SIZE = 1
-"""The JetStream batch size infra.serving renders when a workload sets none."""
+"""The JetStream batch size infra.serving.composition renders when a workload sets none."""
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from infra.catalog import load as load_catalog
-from infra.plan import Capture
 from infra.simulate import report
 from infra.simulate.capacity import replica_capacity
 from infra.simulate.run import TRACES, describe, recommendation, run_case, trace_for
 from infra.simulate.traces import load_csv
+from infra.tooling.plan import Capture
 
 
 def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours: float, recommend_hours: float, out: Path) -> int:

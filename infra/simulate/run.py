@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from infra import model_serving, sizing
+from infra import sizing
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
+from infra.serving import models as model_serving
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
 from infra.simulate.engine import Result, Timing, metric_kind, simulate
 from infra.simulate.hpa import HpaSpec

@@ -4,7 +4,7 @@ the APIs every serving stack relies on; it exports the contract the serving stac
 import pulumi
 
 from infra.config import program_config
-from infra.platform import build
+from infra.platform.composition import build
 
 for key, value in build(program_config()).items():
     pulumi.export(key, value)

@@ -1,6 +1,6 @@
 """Compliant resources as the engine receives them (camelCase inputs), and a harness that runs one policy on them.
 
-The harness goes through ``infra.policy_runner`` (protobuf Struct -> floats, ``unknown_checking_proxy``,
+The harness goes through ``infra.tooling.policy_runner`` (protobuf Struct -> floats, ``unknown_checking_proxy``,
 SDK argument types), so tests see exactly what the pack sees in a plan or a preview.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from infra import sizing
 from infra.catalog import load as load_catalog
-from infra.plan import Captured
-from infra.policy_runner import Violation, run
+from infra.tooling.plan import Captured
+from infra.tooling.policy_runner import Violation, run
 from policies.registry import POLICIES
 
 BY_NAME = {p.name: p for p in POLICIES}

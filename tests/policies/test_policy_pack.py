@@ -14,7 +14,7 @@ import pytest
 from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
 from pulumi_policy.policy import _PolicyAnalyzerServicer
 
-from infra.policy_runner import PolicyConfigError, load_config, resolve_config
+from infra.tooling.policy_runner import PolicyConfigError, load_config, resolve_config
 from policies.base import EXEMPTION_SCHEMA
 from policies.registry import PACK_NAME, POLICIES
 

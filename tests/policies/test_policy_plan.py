@@ -14,10 +14,10 @@ from fixtures import captured, serving_stack
 from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
 
 from infra.catalog import load as load_catalog
-from infra.cli import main
-from infra.plan import StackFile, run
-from infra.policy_runner import engine_props, load_config
-from infra.policy_runner import run as run_pack
+from infra.tooling.cli import main
+from infra.tooling.plan import StackFile, run
+from infra.tooling.policy_runner import engine_props, load_config
+from infra.tooling.policy_runner import run as run_pack
 from policies.registry import POLICIES
 
 REPO = Path(__file__).resolve().parents[2]

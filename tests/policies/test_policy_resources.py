@@ -32,9 +32,9 @@ from pulumi_policy import ResourceValidationPolicy
 
 from components import node_pools
 from infra.catalog import load as load_catalog
-from infra.plan import UNKNOWN, StackFile, run
-from infra.policy_runner import run as run_pack
-from infra.serving import PATHWAYS_NODE_IDENTITY_REASON
+from infra.serving.composition import PATHWAYS_NODE_IDENTITY_REASON
+from infra.tooling.plan import UNKNOWN, StackFile, run
+from infra.tooling.policy_runner import run as run_pack
 from policies.base import EXCEPTION_ANNOTATION, EXCEPTION_METADATA
 from policies.registry import POLICIES
 

@@ -26,9 +26,9 @@ from fixtures import (
 
 from infra import sizing
 from infra.catalog import load as load_catalog
-from infra.plan import Capture, Captured, StackFile, run
-from infra.policy_runner import run as run_pack
-from infra.report import SYSTEM_POOL_ZONES
+from infra.tooling.plan import Capture, Captured, StackFile, run
+from infra.tooling.policy_runner import run as run_pack
+from infra.tooling.report import SYSTEM_POOL_ZONES
 from policies.registry import POLICIES
 from policies.stack_consistency import POLICIES as STACK_POLICIES
 

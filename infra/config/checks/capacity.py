@@ -7,7 +7,7 @@ CPU/memory in proportion), packed onto nodes of the pool's machine with ``sizing
 takes whole slices (one, or two for disaggregated JetStream on one pool). A compute class that selects a pool places
 the pool's workloads through it: they count against that pool, whether or not the class may auto-create node pools
 (the plan prices the pool, and node auto-provisioning's accelerator ceilings are the pools' maxima summed,
-``infra.platform.accelerator_limits``, so auto-created nodes could only take another pool's room).
+``infra.platform.composition.accelerator_limits``, so auto-created nodes could only take another pool's room).
 
 ``workloads.py`` already refuses a workload that alone outgrows its pool, on the key that sets its replicas; a pool
 where that happened gets no second line here (one cause, one line).

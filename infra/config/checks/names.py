@@ -45,7 +45,7 @@ BUCKET = re.compile(r"^[a-z0-9][-a-z0-9_]{1,61}[a-z0-9]$")
 """A GCS bucket name without dots (3-63 characters: lowercase letters, digits, '-' and '_', starting and ending with
 a letter or digit); dotted names are domain-verified and are not supported here."""
 SCRATCH_SUFFIX = "-scratch"
-"""The Pathways scratch bucket is `<bucket>-scratch` (infra/serving.py scratch_bucket_name)."""
+"""The Pathways scratch bucket is `<bucket>-scratch` (infra/serving/composition.py scratch_bucket_name)."""
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

@@ -10,12 +10,13 @@ from typing import Any
 from tabulate import tabulate
 
 from components.cluster import SYSTEM_POOL_ZONES
-from infra import model_serving, sizing
+from infra import sizing
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
-from infra.platform import resource_prefix
-from infra.serving_common import hpa_target
+from infra.platform.composition import resource_prefix
+from infra.serving import models as model_serving
+from infra.serving.common import hpa_target
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
-TABLE = Path(__file__).parent / "catalog" / "replacements.yaml"
+TABLE = Path(__file__).parents[1] / "catalog" / "replacements.yaml"
 COMPONENT_PREFIXES = ("gke-inference:", "pulumi:pulumi:Stack")
 """Component resources and the stack: no cloud object of their own, their children carry the changes."""
 PROVIDERS = "pulumi:providers:"

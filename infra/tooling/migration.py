@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 
-from infra.plan import STACK_REFERENCE, Captured
+from infra.tooling.plan import STACK_REFERENCE, Captured
 
 OLD_PROJECT = "gke-inference"
 ORGANIZATION = "organization"

@@ -38,7 +38,7 @@ from pulumi_policy import (
 from pulumi_policy.deserialize import deserialize_properties
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
-from infra.plan import UNKNOWN, Captured
+from infra.tooling.plan import UNKNOWN, Captured
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 

@@ -14,9 +14,10 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
-from infra import contract, serving
+from infra import contract
 from infra.config import StackConfig
-from infra.platform import pool_shapes, provider_labels
+from infra.platform.composition import pool_shapes, provider_labels
+from infra.serving import composition as serving
 
 PLATFORM_PROJECT = "gke-inference-platform"
 SERVING_PROJECT = "gke-inference-serving"

@@ -31,7 +31,7 @@ from infra import sizing, versions
 from infra.config import NAMESPACE as CONFIG_NAMESPACE
 from infra.config import StackConfig, Workload
 from infra.config.checks.serving import picker_resources
-from infra.serving_common import checkov_skips, image_exceptions
+from infra.serving.common import checkov_skips, image_exceptions
 
 NAMESPACE = GATEWAY_NAMESPACE
 

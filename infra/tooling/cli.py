@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from infra import diff as diff_mod
-from infra import policy_runner, render, report
 from infra.config import ConfigError
-from infra.plan import Capture, Captured, StackFile, run
+from infra.tooling import diff as diff_mod
+from infra.tooling import policy_runner, render, report
+from infra.tooling.plan import Capture, Captured, StackFile, run
 from infra.versions import KUBERNETES_MINOR
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_CHECKS, EXIT_CONFIG = 0, 1, 2
 """1: a rendered manifest fails its schema or a mandatory policy is violated."""
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _stacks_dir(option: Path | None) -> Path:
@@ -215,7 +215,7 @@ def diff(a: str, b: str, stacks_dir: Path | None) -> None:
 @click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
 def migration(stack: str, stacks_dir: Path | None) -> None:
     """Print the `pulumi state move` commands that split STACK's single-stack state into its two stacks."""
-    from infra import migration as migration_mod
+    from infra.tooling import migration as migration_mod
 
     capture = run(StackFile.read(_stack_files((stack,), (), _stacks_dir(stacks_dir))[0]))
     click.echo("\n".join(migration_mod.commands(capture.stack, capture.resources)))

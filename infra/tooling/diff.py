@@ -1,6 +1,6 @@
 """Compare two plans: a stack before and after a change (what `pulumi up` will do), or two environments (promotion).
 
-Each resource is marked create, update, replace or delete (infra/replacements.py). For two plans of one stack,
+Each resource is marked create, update, replace or delete (infra/tooling/replacements.py). For two plans of one stack,
 what `up` would refuse or break is an error: a protected resource replaced or deleted, a replacement that collides
 with the object it replaces, an update the API refuses. Replacing an accelerator node pool states what it costs:
 its nodes drained and its capacity away while a new pool is provisioned. Values naming an environment (project,
@@ -20,7 +20,7 @@ from tabulate import tabulate
 
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
-from infra.replacements import Change, classify
+from infra.tooling.replacements import Change, classify
 
 MAX_CHANGES_PER_RESOURCE = 20
 IDENTITY_KEYS = ("name", "key", "resourceType", "port", "containerPort", "type", "cidr", "role")

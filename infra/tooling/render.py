@@ -13,8 +13,8 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from infra import report
-from infra.plan import LAYERS, SECRET, Capture
+from infra.tooling import report
+from infra.tooling.plan import LAYERS, SECRET, Capture
 from infra.versions import KUBERNETES_MINOR
 
 # kubernetes-validate re-reads and re-parses its JSON schemas (the 1.5 MB definitions file included) on every

@@ -36,9 +36,10 @@ from components.node_pools import (
 from components.scratch_storage import ScratchStorage, ScratchStorageArgs
 from components.services import ProjectServices, ProjectServicesArgs, required_services
 from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
-from infra import contract, serving, versions
+from infra import contract, versions
 from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool, Workload
-from infra.serving_common import image_exceptions
+from infra.serving import composition as serving
+from infra.serving.common import image_exceptions
 
 
 def resource_prefix(cfg: StackConfig) -> str:

@@ -30,7 +30,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import StackConfig, load_config
 
-PROGRAMS = Path(__file__).resolve().parent.parent / "programs"
+PROGRAMS = Path(__file__).resolve().parents[2] / "programs"
 LAYERS = ("platform", "serving")
 """The two programs, in deployment order: each runs as the project gke-inference-<layer>."""
 STACK_REFERENCE = "pulumi:pulumi:StackReference"
@@ -316,7 +316,7 @@ def execute_both(
     monitor: Callable[[FakeCloud], CapturingMonitor] = CapturingMonitor,
 ) -> tuple[CapturingMonitor, CapturingMonitor]:
     """The platform program, then the serving program reading the platform's outputs through its StackReference."""
-    from infra.serving_stack import platform_stack_name
+    from infra.serving.stack import platform_stack_name
 
     platform = execute(stack_file, layer="platform", preview=preview, monitor=monitor(FakeCloud()))
     reference = platform_stack_name(stack_file.load())
@@ -342,7 +342,7 @@ def run(
     elif layer == "platform":
         monitors = {layer: execute(stack_file, layer=layer, preview=preview)}
     else:
-        from infra.serving_stack import platform_stack_name
+        from infra.serving.stack import platform_stack_name
 
         if platform_outputs is None:
             raise ValueError("planning the serving layer alone needs the platform plan's outputs")

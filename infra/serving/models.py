@@ -25,7 +25,7 @@ from components.weights_download import Model, WeightsDownload, WeightsDownloadA
 from infra import sizing, versions
 from infra.catalog import Catalog
 from infra.config import NAMESPACE, StackConfig, Workload
-from infra.serving_common import checkov_skips, cluster_url, image_exceptions, scaling
+from infra.serving.common import checkov_skips, cluster_url, image_exceptions, scaling
 
 GPU_RESOURCE, TPU_RESOURCE = "nvidia.com/gpu", "google.com/tpu"
 GPU_ACCELERATOR_KEY = "cloud.google.com/gke-accelerator"

@@ -17,11 +17,13 @@ from components import pathways
 from components.identity import BucketMember, GoogleAccount, KubernetesAccount
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from components.serving_namespace import PodSecurityLevel
-from infra import gateway_serving, model_serving, sizing, versions
+from infra import sizing, versions
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
-from infra.serving_common import cluster_url, image_exceptions, scaling
+from infra.serving import gateway as gateway_serving
+from infra.serving import models as model_serving
+from infra.serving.common import cluster_url, image_exceptions, scaling
 
 TPU_ACCELERATOR_KEY = "cloud.google.com/gke-tpu-accelerator"
 TPU_TOPOLOGY_KEY = "cloud.google.com/gke-tpu-topology"
@@ -194,7 +196,7 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
     """Every workload's server and the gateway; returns the serving outputs (each workload's in-cluster endpoint).
 
     The namespaces, their accounts, the LeaderWorkerSet API and the metrics adapter are the platform stack's,
-    deployed before this one (infra/platform.py)."""
+    deployed before this one (infra/platform/composition.py)."""
     catalog = catalog or load_catalog()
     jetstream = {n: w for n, w in cfg.workloads.items() if w.config.engine == "jetstream-pathways"}
     pooled = {n for n, w in gateway_serving.exposed(cfg).items() if gateway_serving.uses_pool(w)}
