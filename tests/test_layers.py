@@ -32,18 +32,18 @@ def test_components_do_not_import_infra() -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
-PROGRAM_CODE = sorted(
-    p
-    for room in ("programs", "infra/platform", "infra/serving", "infra/config", "infra/catalog", "components")
-    for p in (REPO / room).rglob("*.py")
-) + [REPO / "infra" / "contract.py", REPO / "infra" / "sizing.py", REPO / "infra" / "versions.py"]
+PROGRAM_ROOMS = ("programs", "infra/platform", "infra/serving", "infra/config", "infra/catalog", "components")
+PROGRAM_CODE = [
+    *sorted(p for room in PROGRAM_ROOMS for p in (REPO / room).rglob("*.py")),
+    *(REPO / "infra" / name for name in ("contract.py", "sizing.py", "versions.py")),
+]
 
 
 def imports_tooling(source: str) -> bool:
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "infra":
-            if any(alias.name == "tooling" for alias in node.names):
-                return True
+        named = isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "infra"
+        if named and any(alias.name == "tooling" for alias in node.names):
+            return True
     return any(name == "infra.tooling" or name.startswith("infra.tooling.") for name in infra_imports(source))
 
 

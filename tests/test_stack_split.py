@@ -13,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import STACKS
+from test_diff import plan_into
 
 from infra import contract
 from infra.serving.stack import check_platform, expected
@@ -35,16 +36,6 @@ PLATFORM_ONLY = frozenset(
 """Kinds only the platform stack may hold: a serving change can never touch them."""
 
 
-def plan_config(tmp: Path, name: str, config: dict[str, Any], stack: str = "prod") -> Path:
-    folder = tmp / name
-    folder.mkdir()
-    path = folder / f"Pulumi.{stack}.yaml"
-    path.write_text(yaml.safe_dump({"config": config}))
-    result = CliRunner().invoke(main, ["plan", "--stack-file", str(path), "--out", str(folder / "out")])
-    assert result.exit_code == 0, result.output
-    return folder / "out" / stack
-
-
 def layer_view(plan: Path, layer: str) -> list[dict[str, Any]]:
     return json.loads((plan / layer / "resources.json").read_text())
 
@@ -55,7 +46,7 @@ def prod_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return plan_config(tmp_path_factory.mktemp("prod"), "base", prod_config())
+    return plan_into(tmp_path_factory.mktemp("prod"), "base", prod_config())
 
 
 def test_the_union_view_holds_two_stacks_and_the_serving_one_reads_the_platform(prod: Path) -> None:
@@ -119,7 +110,7 @@ def test_a_serving_change_leaves_the_platform_plan_untouched(prod: Path, tmp_pat
     """One vLLM flag (gemma-9b's --max-num-seqs): the serving plan changes, the platform plan does not."""
     config = copy.deepcopy(prod_config())
     config[f"{NS}:workloads"]["gemma-9b"]["max_num_seqs"] = 6
-    head = plan_config(tmp_path, "head", config)
+    head = plan_into(tmp_path, "head", config)
     assert layer_view(head, "platform") == layer_view(prod, "platform")
     assert layer_view(head, "serving") != layer_view(prod, "serving")
     assert "--max-num-seqs=6" in (head / "serving" / "manifests" / "Deployment_inference_gemma-9b.yaml").read_text()
@@ -129,7 +120,7 @@ def test_a_platform_change_leaves_the_serving_plan_untouched(prod: Path, tmp_pat
     """A maintenance window: the platform plan changes (the cluster), the serving plan does not."""
     config = copy.deepcopy(prod_config())
     config[f"{NS}:cluster"]["maintenance_window"] = {"start_time": "2026-01-03T04:00:00Z", "end_time": "2026-01-03T10:00:00Z"}
-    head = plan_config(tmp_path, "head", config)
+    head = plan_into(tmp_path, "head", config)
     assert layer_view(head, "serving") == layer_view(prod, "serving")
     assert layer_view(head, "platform") != layer_view(prod, "platform")
 
@@ -155,7 +146,7 @@ def test_each_program_runs_alone_as_its_own_project() -> None:
 def test_a_pull_request_previews_the_stacks_its_plan_changes(prod: Path, tmp_path: Path) -> None:
     config = copy.deepcopy(prod_config())
     config[f"{NS}:workloads"]["gemma-9b"]["max_num_seqs"] = 6
-    serving_only = plan_config(tmp_path, "serving", config)
+    serving_only = plan_into(tmp_path, "serving", config)
     assert CliRunner().invoke(main, ["changed", str(prod), str(serving_only)]).output.split() == ["serving"]
     assert CliRunner().invoke(main, ["changed", str(prod), str(prod)]).output.split() == []
     assert CliRunner().invoke(main, ["changed", str(tmp_path / "none"), str(prod)]).output.split() == ["platform", "serving"]

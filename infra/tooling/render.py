@@ -82,13 +82,7 @@ def write(capture: Capture, out: Path, policy: dict[str, Any] | None = None) -> 
     summary["manifests"] = {"objects": len(objects), "references": len(references), "schema_problems": schema_problems(objects)}
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{capture.stack}-", dir=out))
-    (staging / "resources.json").write_text(dump_json(resources))
-    manifests = staging / "manifests"
-    manifests.mkdir()
-    for obj in objects:
-        (manifests / _file_name(obj)).write_text(yaml.safe_dump(obj, sort_keys=True))
-    if references:
-        (manifests / "references.yaml").write_text(yaml.safe_dump({"references": references}, sort_keys=True))
+    write_resources(staging, resources, objects, references)
     (staging / "summary.json").write_text(dump_json(summary))
     (staging / "report.md").write_text(report.markdown(summary, report.mermaid(capture.config)))
     target = out / capture.stack
@@ -112,9 +106,15 @@ def write_layer(folder: Path, resources: list[dict[str, Any]], outputs: dict[str
     """One stack's own view: its resources, its manifests and its outputs (what a StackReference reads; secrets
     masked), so one layer can be planned again against the other's saved plan."""
     folder.mkdir()
-    (folder / "resources.json").write_text(dump_json(resources))
+    write_resources(folder, resources, *kubernetes_objects(resources))
     (folder / "outputs.json").write_text(dump_json({k: SECRET if k in SECRET_OUTPUTS else v for k, v in outputs.items()}))
-    objects, references = kubernetes_objects(resources)
+
+
+def write_resources(
+    folder: Path, resources: list[dict[str, Any]], objects: list[dict[str, Any]], references: list[dict[str, Any]]
+) -> None:
+    """resources.json, and manifests/ with every Kubernetes object (and the remote manifests it only references)."""
+    (folder / "resources.json").write_text(dump_json(resources))
     manifests = folder / "manifests"
     manifests.mkdir()
     for obj in objects:
