@@ -222,6 +222,20 @@ def migration(stack: str, stacks_dir: Path | None) -> None:
 
 
 @main.command()
+@click.argument("stack")
+@click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
+def quota(stack: str, stacks_dir: Path | None) -> None:
+    """Print the accelerator quota and reservations STACK needs before its first `pulumi up`."""
+    from infra.tooling import quota as quota_mod
+
+    cfg = StackFile.read(_stack_files((stack,), (), _stacks_dir(stacks_dir))[0]).load()
+    for line, amount in quota_mod.needs(cfg).items():
+        click.echo(f"{line}: {amount}")
+    for name in quota_mod.reservations(cfg):
+        click.echo(f"reservation {name} in {cfg.project} (its zones hold the pool's slices)")
+
+
+@main.command()
 @click.argument("base", type=click.Path(path_type=Path))
 @click.argument("head", type=click.Path(path_type=Path))
 def changed(base: Path, head: Path) -> None:
