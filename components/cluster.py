@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pulumi
 import pulumi_gcp as gcp
@@ -23,6 +24,9 @@ class AuthorizedNetwork:
 
     cidr: str
     display_name: str
+
+
+IpEndpoint = Literal["public", "private", "off"]
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,9 @@ class ClusterArgs:
     """Of the system pool; GKE rejects false on a release channel."""
     maintenance_window: MaintenanceWindow
     authorized_networks: tuple[AuthorizedNetwork, ...]
-    private_endpoint: bool
+    ip_endpoint: IpEndpoint
+    """The control plane's IP endpoint: public (authorized networks only), private (the VPC) or off. The DNS-based
+    endpoint is on whatever this is: the Kubernetes provider and the kubeconfig use it."""
     gateway_api_channel: str
     http_load_balancing: bool
     secrets_encryption_key: str | None
@@ -96,6 +102,7 @@ class Cluster(pulumi.ComponentResource):
 
     name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
+    """The DNS-based control-plane endpoint (gke-<id>.<region>.gke.goog), reachable from outside the VPC."""
     kubeconfig: pulumi.Output[str]
     workload_pool: str
 
@@ -159,10 +166,23 @@ class Cluster(pulumi.ComponentResource):
             ),
             private_cluster_config=gcp.container.ClusterPrivateClusterConfigArgs(
                 enable_private_nodes=True,
-                enable_private_endpoint=args.private_endpoint,
+                enable_private_endpoint=args.ip_endpoint != "public",
                 master_ipv4_cidr_block=args.master_cidr,
             ),
-            master_authorized_networks_config=gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
+            # The DNS-based endpoint admits any network and authorises each request with IAM
+            # (container.clusters.connect) before Kubernetes RBAC: CI's hosted runners reach the cluster through it.
+            control_plane_endpoints_config=gcp.container.ClusterControlPlaneEndpointsConfigArgs(
+                dns_endpoint_config=gcp.container.ClusterControlPlaneEndpointsConfigDnsEndpointConfigArgs(
+                    allow_external_traffic=True
+                ),
+                ip_endpoints_config=gcp.container.ClusterControlPlaneEndpointsConfigIpEndpointsConfigArgs(
+                    enabled=args.ip_endpoint != "off"
+                ),
+            ),
+            # No IP endpoint, no list of networks that may reach it (GKE refuses one).
+            master_authorized_networks_config=None
+            if args.ip_endpoint == "off"
+            else gcp.container.ClusterMasterAuthorizedNetworksConfigArgs(
                 cidr_blocks=[
                     gcp.container.ClusterMasterAuthorizedNetworksConfigCidrBlockArgs(
                         cidr_block=n.cidr, display_name=n.display_name
@@ -246,12 +266,10 @@ class Cluster(pulumi.ComponentResource):
         )
 
         self.name = cluster.name
-        self.endpoint = cluster.endpoint
+        self.endpoint = cluster.control_plane_endpoints_config.apply(dns_endpoint)
         self.ca_certificate = cluster.master_auth.cluster_ca_certificate
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(cluster.name, cluster.endpoint, cluster.master_auth.cluster_ca_certificate).apply(
-                lambda v: kubeconfig(str(v[0]), str(v[1]), str(v[2]))
-            )
+            pulumi.Output.all(cluster.name, self.endpoint).apply(lambda v: kubeconfig(str(v[0]), str(v[1])))
         )
         self.register_outputs({"name": self.name, "endpoint": self.endpoint})
 
@@ -309,15 +327,28 @@ def secure_node_config(service_account: pulumi.Input[str], **overrides: object) 
     return gcp.container.NodePoolNodeConfigArgs(**settings)  # type: ignore[arg-type]
 
 
-def kubeconfig(name: str, endpoint: str, ca_certificate: str) -> str:
-    """Kubeconfig authenticating through gke-gcloud-auth-plugin (no static credentials)."""
+def dns_endpoint(config: object) -> str:
+    """The DNS-based endpoint of a cluster's control_plane_endpoints_config (an output object, or the dict the SDK
+    hands back for an unresolved or invoked value)."""
+
+    def part(value: object, name: str) -> object:
+        return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+    endpoint = part(part(config, "dns_endpoint_config"), "endpoint")
+    if not endpoint:
+        raise pulumi.RunError("the cluster reports no DNS-based control-plane endpoint (control_plane_endpoints_config)")
+    return str(endpoint)
+
+
+def kubeconfig(name: str, dns_endpoint: str) -> str:
+    """Kubeconfig for the cluster's DNS-based endpoint, authenticating through gke-gcloud-auth-plugin (no static
+    credentials). As `gcloud container clusters get-credentials --dns-endpoint` writes it: the server is
+    https://<dns endpoint> and no certificate-authority-data, the endpoint serving a publicly trusted certificate."""
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [
-                {"name": name, "cluster": {"server": f"https://{endpoint}", "certificate-authority-data": ca_certificate}}
-            ],
+            "clusters": [{"name": name, "cluster": {"server": f"https://{dns_endpoint}"}}],
             "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
             "current-context": name,
             "users": [

@@ -19,7 +19,8 @@ from typing import Generic, TypeVar
 
 import pulumi
 
-VERSION = 1
+VERSION = 2
+"""2: cluster_endpoint is the DNS-based control-plane endpoint, and kubeconfig talks to it (1: the IP endpoint)."""
 T = TypeVar("T")
 
 
@@ -30,9 +31,11 @@ class PlatformContract(Generic[T]):
     contract_version: T
     cluster_name: T
     cluster_endpoint: T
+    """The DNS-based control-plane endpoint (gke-<id>.<region>.gke.goog): IAM-authorised, reachable from outside the
+    VPC and the authorized networks (CI's runners)."""
     cluster_ca_certificate: T
     kubeconfig: T
-    """Secret: the serving program's Kubernetes provider talks to the cluster with it."""
+    """Secret: the serving program's Kubernetes provider talks to the cluster with it, through cluster_endpoint."""
     subnetwork: T
     """The node subnet's name: an internal gateway's address is reserved in it."""
     node_service_account: T

@@ -26,6 +26,8 @@ def _private_nodes(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
 def _control_plane(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     if get(args.props, "privateClusterConfig.enablePrivateEndpoint") is True:
         return
+    if get(args.props, "controlPlaneEndpointsConfig.ipEndpointsConfig.enabled") is False:
+        return  # no IP endpoint at all: only the IAM-authorised DNS-based endpoint
     if get(args.props, "masterAuthorizedNetworksConfig") is None:
         yield "masterAuthorizedNetworksConfig is not set: the public control-plane endpoint accepts every address"
         return

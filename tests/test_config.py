@@ -382,7 +382,7 @@ def test_every_problem_is_reported_at_once() -> None:
     raw = mutate(raw, "gcp:project", "X")
     assert problems(raw) == [
         "gcp:project: invalid or missing project id; expected a GCP project id, got 'X'",
-        f"{NS}:cluster.hpa_profil: unknown key (did you mean 'hpa_profile'?); expected one of authorized_networks, auto_upgrade, existing, gateway_api_channel, hpa_profile, http_load_balancing, maintenance_window, name, node_auto_provisioning, private_endpoint, release_channel, secrets_encryption_key, system_pool, got 'hpa_profil'",
+        f"{NS}:cluster.hpa_profil: unknown key (did you mean 'hpa_profile'?); expected one of authorized_networks, auto_upgrade, existing, gateway_api_channel, hpa_profile, http_load_balancing, ip_endpoint, maintenance_window, name, node_auto_provisioning, release_channel, secrets_encryption_key, system_pool, got 'hpa_profil'",
         f"{NS}:tpu_pools.serve.topolgy: unknown key (did you mean 'topology'?); expected one of autoscaling, generation, machine_type, node_count, provisioning, reservation, slices, topology, zones, got 'topolgy'",
         f"{NS}:tpu_pools.serve.topology: required key is missing; expected a value, got nothing",
     ]

@@ -9,6 +9,7 @@ from functools import cached_property
 from infra import sizing
 from infra.catalog import GpuType, ModelArch, TpuSlice
 from infra.config.schema import (
+    DEFAULT_IP_ENDPOINT,
     DEFAULT_METRIC,
     BudgetConfig,
     ClusterConfig,
@@ -16,6 +17,7 @@ from infra.config.schema import (
     Environment,
     GatewayConfig,
     GpuPoolConfig,
+    IpEndpoint,
     ModelStorageConfig,
     NetworkConfig,
     ObservabilityConfig,
@@ -94,6 +96,11 @@ class StackConfig:
     @property
     def cluster(self) -> ClusterConfig:
         return self.sections.cluster
+
+    @property
+    def ip_endpoint(self) -> IpEndpoint:
+        """cluster.ip_endpoint, or the environment's default (DEFAULT_IP_ENDPOINT)."""
+        return self.cluster.ip_endpoint or DEFAULT_IP_ENDPOINT[self.environment]
 
     @property
     def observability(self) -> ObservabilityConfig:

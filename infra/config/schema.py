@@ -73,6 +73,11 @@ class ExistingCluster(_Section):
     location: str
 
 
+IpEndpoint = Literal["public", "private", "off"]
+DEFAULT_IP_ENDPOINT: dict[Environment, IpEndpoint] = {"dev": "public", "staging": "private", "prod": "private"}
+"""cluster.ip_endpoint when unset: dev keeps the team VPN's kubectl path (authorized networks), the others the VPC only."""
+
+
 class ClusterConfig(_Section):
     """Regional GKE Standard cluster. Every default is the secure, production choice."""
 
@@ -84,7 +89,12 @@ class ClusterConfig(_Section):
     authorized_networks: tuple[AuthorizedNetwork, ...] = Field(
         (), description="CIDRs allowed to reach the control plane; 0.0.0.0/0 is refused."
     )
-    private_endpoint: bool = Field(False, description="Control plane reachable only from the VPC.")
+    ip_endpoint: IpEndpoint | None = Field(
+        None,
+        description="The control plane's IP endpoint: 'public' (admits only authorized_networks), 'private' (the VPC "
+        "only) or 'off' (none). Default: public in dev, private in staging and prod. Clients outside the VPC (CI, "
+        "people) use the DNS-based endpoint, which is always on and authorised by IAM (container.clusters.connect).",
+    )
     gateway_api_channel: Literal["CHANNEL_STANDARD", "CHANNEL_EXPERIMENTAL", "CHANNEL_DISABLED"] = "CHANNEL_STANDARD"
     http_load_balancing: bool = True
     secrets_encryption_key: str | None = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -16,6 +17,7 @@ from components.cluster import (
     MaintenanceWindow,
     NodeAutoProvisioning,
     SystemPool,
+    dns_endpoint,
     kubeconfig,
 )
 from components.compute_class import ComputeClass, ComputeClassArgs, Gpu, Tpu
@@ -168,6 +170,22 @@ def _ca_certificate(master_auth: object) -> str:
     return str(master_auth.cluster_ca_certificate)  # type: ignore[attr-defined]
 
 
+def _existing_dns_endpoint(configs: Sequence[object]) -> str:
+    """An existing cluster's DNS-based endpoint (getCluster's control_plane_endpoints_configs[0].dns_endpoint_configs
+    [0]), refused unless it admits traffic from outside Google: CI's runners reach the cluster through it."""
+
+    def part(value: object, name: str) -> object:
+        return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+    dns = [d for c in configs or [] for d in part(c, "dns_endpoint_configs") or []]  # type: ignore[attr-defined]
+    if not dns or not part(dns[0], "endpoint") or part(dns[0], "allow_external_traffic") is not True:
+        raise pulumi.RunError(
+            "cluster.existing: its DNS-based control-plane endpoint is off or refuses external traffic; enable it "
+            "with external traffic allowed (the Kubernetes provider, in CI too, connects through it)"
+        )
+    return dns_endpoint({"dns_endpoint_config": dns[0]})
+
+
 def _network(
     cfg: StackConfig, prefix: str, opts: pulumi.ResourceOptions
 ) -> tuple[pulumi.Input[str], pulumi.Input[str], str, str]:
@@ -216,7 +234,7 @@ def cluster_args(
             c.maintenance_window.start_time, c.maintenance_window.end_time, c.maintenance_window.recurrence
         ),
         authorized_networks=tuple(AuthorizedNetwork(n.cidr, n.name) for n in c.authorized_networks),
-        private_endpoint=c.private_endpoint,
+        ip_endpoint=cfg.ip_endpoint,
         gateway_api_channel=c.gateway_api_channel,
         http_load_balancing=c.http_load_balancing,
         secrets_encryption_key=c.secrets_encryption_key,
@@ -284,11 +302,9 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
             opts=pulumi.InvokeOutputOptions(provider=gcp_provider),
         )
         cluster_name: pulumi.Output[str] = found.name
-        endpoint: pulumi.Output[str] = found.endpoint
+        endpoint: pulumi.Output[str] = found.control_plane_endpoints_configs.apply(_existing_dns_endpoint)
         kube: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(found.name, found.endpoint, found.master_auths).apply(
-                lambda v: kubeconfig(str(v[0]), str(v[1]), _ca_certificate(v[2][0]))
-            )
+            pulumi.Output.all(found.name, endpoint).apply(lambda v: kubeconfig(str(v[0]), str(v[1])))
         )
         ca_certificate: pulumi.Output[str] = found.master_auths.apply(lambda auths: _ca_certificate(auths[0]))
         subnetwork: pulumi.Input[str] | None = cfg.network.existing.subnetwork if cfg.network.existing else None

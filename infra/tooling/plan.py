@@ -12,6 +12,7 @@ names). Mocked outputs are deterministic, so the same stack file always yields t
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import json
 import runpy
 from collections.abc import Callable
@@ -225,6 +226,12 @@ class CapturingMonitor(mocks.MockMonitor):
 FAKE_PROJECT_NUMBER = "123456789012"
 
 
+def fake_dns_endpoint(project: str, location: str, name: str) -> str:
+    """A cluster's DNS-based endpoint, deterministic per cluster, shaped as GKE's: gke-<id>.<location>.gke.goog."""
+    digest = hashlib.sha256(f"{project}/{location}/{name}".encode()).hexdigest()[:32]
+    return f"gke-{digest}.{location}.gke.goog"
+
+
 class FakeCloud(mocks.Mocks):
     """Deterministic outputs: what the program reads back from GCP, with documentation-range IPs; a StackReference
     reads the outputs `stacks` holds for the stack it names."""
@@ -240,9 +247,19 @@ class FakeCloud(mocks.Mocks):
             return name, {"name": name, "outputs": self.stacks[name], "secretOutputNames": ["kubeconfig"]}
         state = dict(args.inputs)
         if args.typ == "gcp:container/cluster:Cluster":
+            endpoints = state.get("controlPlaneEndpointsConfig", {})
             state.update(
                 endpoint="192.0.2.10",
                 masterAuth={**state.get("masterAuth", {}), "clusterCaCertificate": "RkFLRS1DQQ=="},
+                controlPlaneEndpointsConfig={
+                    **endpoints,
+                    "dnsEndpointConfig": {
+                        **endpoints.get("dnsEndpointConfig", {}),
+                        "endpoint": fake_dns_endpoint(
+                            str(args.inputs.get("project")), str(args.inputs.get("location")), str(args.inputs.get("name"))
+                        ),
+                    },
+                },
             )
         elif args.typ == "gcp:serviceaccount/account:Account":
             state["email"] = f"{args.inputs['accountId']}@{args.inputs.get('project', 'project')}.iam.gserviceaccount.com"
@@ -260,6 +277,21 @@ class FakeCloud(mocks.Mocks):
             return {
                 "name": args.args.get("name"),
                 "endpoint": "192.0.2.20",
+                "controlPlaneEndpointsConfigs": [
+                    {
+                        "dnsEndpointConfigs": [
+                            {
+                                "endpoint": fake_dns_endpoint(
+                                    str(args.args.get("project")), str(args.args.get("location")), str(args.args.get("name"))
+                                ),
+                                "allowExternalTraffic": True,
+                                "enableK8sCertsViaDns": False,
+                                "enableK8sTokensViaDns": False,
+                            }
+                        ],
+                        "ipEndpointsConfigs": [{"enabled": True}],
+                    }
+                ],
                 "masterAuths": [
                     {
                         "clientCertificate": "",

@@ -60,6 +60,11 @@ def cluster() -> dict[str, Any]:
 def bases(cluster: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     return {
         "cluster": (CLUSTER_TYPE, cluster),
+        # prod's IP endpoint is private; the authorized-network rules matter where it is public (dev's default).
+        "public_cluster": (
+            CLUSTER_TYPE,
+            {**cluster, "privateClusterConfig": {**cluster.get("privateClusterConfig", {}), "enablePrivateEndpoint": False}},
+        ),
         "tpu_pool": (POOL_TYPE, TPU_POOL),
         "gpu_pool": (POOL_TYPE, GPU_POOL),
         "bucket": ("gcp:storage/bucket:Bucket", BUCKET),
@@ -94,26 +99,28 @@ CASES: list[tuple[str, str, str, Any, list[str]]] = [
     ),
     (
         "inf-gke-control-plane-restricted",
-        "cluster",
+        "public_cluster",
         "masterAuthorizedNetworksConfig.cidrBlocks.0.cidrBlock",
         "0.0.0.0/0",
         ["masterAuthorizedNetworksConfig allows 0.0.0.0/0"],
     ),
     (
         "inf-gke-control-plane-restricted",
-        "cluster",
+        "public_cluster",
         "masterAuthorizedNetworksConfig",
         DELETE,
         ["masterAuthorizedNetworksConfig is not set: the public control-plane endpoint accepts every address"],
     ),
     (
         "inf-gke-control-plane-restricted",
-        "cluster",
+        "public_cluster",
         "masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled",
         True,
         ["masterAuthorizedNetworksConfig.gcpPublicCidrsAccessEnabled is true: any Google Cloud IP can reach the control plane"],
     ),
-    ("inf-gke-control-plane-restricted", "cluster", "masterAuthorizedNetworksConfig.cidrBlocks", [], []),
+    ("inf-gke-control-plane-restricted", "public_cluster", "masterAuthorizedNetworksConfig.cidrBlocks", [], []),
+    # No public IP endpoint: nothing for authorized networks to restrict (the DNS endpoint is IAM-authorised).
+    ("inf-gke-control-plane-restricted", "cluster", "masterAuthorizedNetworksConfig", DELETE, []),
     ("inf-gke-shielded-nodes", "cluster", "enableShieldedNodes", False, ["enableShieldedNodes is false"]),
     (
         "inf-gke-shielded-nodes",

@@ -47,6 +47,13 @@ def check_cluster(ctx: CheckContext) -> None:
             "true",
             False,
         )
+    if c.ip_endpoint == "off" and c.authorized_networks:
+        ctx.add(
+            ns_path("cluster", "authorized_networks"),
+            "the IP endpoint is off (cluster.ip_endpoint: off): there is no endpoint these networks would reach",
+            "no authorized networks, or ip_endpoint public or private",
+            [n.cidr for n in c.authorized_networks],
+        )
     for i, n in enumerate(c.authorized_networks):
         if n.cidr.endswith("/0"):
             ctx.add(
