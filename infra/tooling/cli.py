@@ -167,7 +167,7 @@ def plan(
     """Run the program under Pulumi's mock runtime for STACKS (default: every stack) and write the results.
 
     Exit 0 when every stack is valid, 2 when a stack's configuration is invalid (nothing is written
-    for it), 1 when a mandatory policy is violated, (with --crds) a custom resource fails admission, or (with
+    for it), 1 when a mandatory policy is violated, a staging or prod stack file names no gcpkms:// secrets provider, (with --crds) a custom resource fails admission, or (with
     --base) `pulumi up` would refuse or break a change from the base plan.
     """
     index = None
