@@ -32,7 +32,8 @@ def plan_into(tmp: Path, name: str, config: dict[str, Any], stack: str = "prod")
     folder = tmp / name
     folder.mkdir()
     path = folder / f"Pulumi.{stack}.yaml"
-    path.write_text(yaml.safe_dump({"config": config}))
+    kms = f"gcpkms://projects/{config['gcp:project']}/locations/us-east5/keyRings/pulumi/cryptoKeys/{stack}"
+    path.write_text(yaml.safe_dump({"secretsprovider": kms, "config": config}))  # as a staging or prod stack needs
     result = CliRunner().invoke(main, ["plan", "--stack-file", str(path), "--out", str(folder / "out")])
     assert result.exit_code == 0, result.output
     return folder / "out" / stack

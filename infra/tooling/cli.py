@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+import yaml
 
 from infra.config import ConfigError
 from infra.tooling import diff as diff_mod
 from infra.tooling import policy_runner, render, report
+from infra.tooling import stacks as stacks_mod
 from infra.tooling.plan import Capture, Captured, StackFile, run
 from infra.versions import KUBERNETES_MINOR
 
@@ -41,15 +43,6 @@ def _stack_files(stacks: tuple[str, ...], stack_files: tuple[Path, ...], stacks_
     return paths
 
 
-def policy_config_path(stack_path: Path, environment: str) -> Path | None:
-    """stacks/policy.<environment>.json beside the stack file, else in the stacks folder."""
-    name = f"policy.{environment}.json"
-    for folder in (stack_path.parent, _stacks_dir(None)):
-        if (folder / name).is_file():
-            return folder / name
-    return None
-
-
 def check_policies(
     stack_path: Path, stack_file: StackFile, capture: Capture, beside: list[Captured] | None = None
 ) -> dict[str, object]:
@@ -57,7 +50,7 @@ def check_policies(
     workload to its pool see both layers); the summary's `policies` block."""
     from policies.registry import POLICIES  # the pack imports the catalog and sizing; only `plan` needs it
 
-    config_path = policy_config_path(stack_path, capture.config.environment)
+    config_path = stacks_mod.policy_config_path(stack_path, capture.config.environment, _stacks_dir(None))
     config = policy_runner.load_config(config_path) if config_path else {}
     violations = policy_runner.run([*capture.resources, *(beside or [])], POLICIES, config, stack_file.engine_config())
     return {
@@ -102,7 +95,8 @@ def plan_one(path: Path, out: Path, crds: CRDIndex | None = None, base: Path | N
     except (ConfigError, ValueError) as error:
         click.echo(f"{path}: invalid configuration\n{error}", err=True)
         return EXIT_CONFIG
-    summary = render.write(capture, out, policies)
+    secrets = stacks_mod.secrets_check(stack_file.secrets_provider, stack_file.encrypted_key, capture.config.environment)
+    summary = render.write(capture, out, policies, secrets)
     click.echo(report.terminal(summary))
     click.echo(f"  -> {out / capture.stack}")
     invalid = summary["manifests"]["schema_problems"]
@@ -115,8 +109,13 @@ def plan_one(path: Path, out: Path, crds: CRDIndex | None = None, base: Path | N
         refused = check_all(render.kubernetes_objects([r.as_json() for r in capture.resources])[0], crds)
     for refusal in refused:
         click.echo(f"{capture.stack}: custom resource fails admission: {refusal}", err=True)
+    # Like a mandatory policy (exit 1, the plan still written): the values are valid, CI just could not decrypt them.
+    unencrypted = secrets["enforcement"] == "mandatory"
+    if unencrypted:
+        click.echo(f"{capture.stack}: {capture.config.environment} needs a KMS secrets provider: {secrets['problem']}", err=True)
     deployable = base is None or against_base(capture.stack, out, base)
-    return EXIT_CHECKS if invalid or refused or policies["mandatory"] or not deployable else EXIT_OK
+    failed = invalid or refused or policies["mandatory"] or unencrypted or not deployable
+    return EXIT_CHECKS if failed else EXIT_OK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -168,7 +167,7 @@ def plan(
     """Run the program under Pulumi's mock runtime for STACKS (default: every stack) and write the results.
 
     Exit 0 when every stack is valid, 2 when a stack's configuration is invalid (nothing is written
-    for it), 1 when a mandatory policy is violated, (with --crds) a custom resource fails admission, or (with
+    for it), 1 when a mandatory policy is violated, a staging or prod stack file names no gcpkms:// secrets provider, (with --crds) a custom resource fails admission, or (with
     --base) `pulumi up` would refuse or break a change from the base plan.
     """
     index = None
@@ -178,6 +177,25 @@ def plan(
         index = load_crds(crds)
     codes = [plan_one(p, out, index, base, layer) for p in _stack_files(stacks, stack_files, _stacks_dir(stacks_dir))]
     sys.exit(max(codes))
+
+
+@main.command()
+@click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--environment", type=click.Choice(stacks_mod.ENVIRONMENTS), default=None, help="Only this environment's stacks.")
+@click.option("--github-output", is_flag=True, help="`all=JSON` and one `<environment>=JSON` line each, for $GITHUB_OUTPUT.")
+def stacks(stacks_dir: Path | None, environment: str | None, github_output: bool) -> None:
+    """Print every stack as JSON, in promotion order: [{stack, environment, policy_config}], the CI matrix.
+
+    policy_config is the file `plan` checks the stack with (null: the pack's declared levels). Exit 2 when a stack
+    file names no known environment."""
+    try:
+        entries = stacks_mod.listing(_stacks_dir(stacks_dir))
+    except (ValueError, yaml.YAMLError) as error:
+        click.echo(f"invalid stack file: {error}", err=True)
+        sys.exit(EXIT_CONFIG)
+    if environment is not None:
+        entries = [e for e in entries if e.environment == environment]
+    click.echo(stacks_mod.github_output(entries) if github_output else stacks_mod.as_json(entries))
 
 
 @main.command()

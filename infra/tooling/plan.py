@@ -60,6 +60,10 @@ class StackFile:
     stack: str
     config: dict[str, Any]
     secret_keys: frozenset[str]
+    secrets_provider: str | None = None
+    """The file's `secretsprovider` (None when absent: a passphrase on a self-managed backend such as gs://)."""
+    encrypted_key: bool = False
+    """Whether the file holds `encryptedkey`, the data key Pulumi wraps with a KMS key (written by `stack init`)."""
 
     @classmethod
     def read(cls, path: Path) -> StackFile:
@@ -75,7 +79,14 @@ class StackFile:
                 secret.add(key)
                 value = SECRET  # the ciphertext is never decrypted or rendered
             config[key] = value
-        return cls(stack=name[len("Pulumi.") :].rsplit(".", 1)[0], config=config, secret_keys=frozenset(secret))
+        provider = document.get("secretsprovider")
+        return cls(
+            stack=name[len("Pulumi.") :].rsplit(".", 1)[0],
+            config=config,
+            secret_keys=frozenset(secret),
+            secrets_provider=str(provider) if provider else None,
+            encrypted_key=bool(document.get("encryptedkey")),
+        )
 
     def load(self) -> StackConfig:
         return load_config(self.config, stack=self.stack, secret_keys=self.secret_keys)

@@ -74,11 +74,16 @@ def _file_name(obj: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "_".join(str(p) for p in parts)) + ".yaml"
 
 
-def write(capture: Capture, out: Path, policy: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the stack's folder under `out` atomically (no stale files survive); return the summary."""
+def write(
+    capture: Capture, out: Path, policy: dict[str, Any] | None = None, secrets: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write the stack's folder under `out` atomically (no stale files survive); return the summary. `secrets` is the
+    stack file's secrets-provider check (infra.tooling.stacks.secrets_check)."""
     resources = [r.as_json() for r in capture.resources]
     objects, references = kubernetes_objects(resources)
     summary = report.summarize(capture.config, resources, policy)
+    if secrets is not None:
+        summary["secrets"] = secrets
     summary["manifests"] = {"objects": len(objects), "references": len(references), "schema_problems": schema_problems(objects)}
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{capture.stack}-", dir=out))

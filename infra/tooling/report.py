@@ -376,8 +376,21 @@ def markdown(summary: dict[str, Any], diagram: str) -> str:
     if cost["unpriced"]:
         parts += ["", f"No price row for: {', '.join(cost['unpriced'])}."]
     parts += ["", "## Resources", "", _md(sorted(summary["resources"]["by_type"].items()), ["type", "count"]), ""]
+    parts += secrets_markdown(summary.get("secrets"))
     parts += policies_markdown(summary["policies"])
     return "\n".join(parts)
+
+
+def secrets_markdown(secrets: dict[str, Any] | None) -> list[str]:
+    """The report's Secrets section: the stack file's secrets provider, shared by the platform and serving stacks."""
+    if secrets is None:
+        return []
+    provider = f"`{secrets['provider']}`" if secrets["provider"] else "none (a passphrase on a gs:// backend)"
+    key = "present" if secrets["encryptedkey"] else "not yet (Pulumi writes it on `pulumi stack init`)"
+    lines = ["## Secrets", "", f"Secrets provider {provider}; `encryptedkey` {key}."]
+    if secrets["problem"]:
+        lines += ["", f"**{secrets['enforcement']}**: {secrets['problem']}"]
+    return [*lines, ""]
 
 
 def autoscaling_markdown(rows: list[dict[str, Any]]) -> list[str]:
@@ -438,7 +451,11 @@ def terminal(summary: dict[str, Any]) -> str:
         else head + "\n" + tabulate(workload_rows(summary), headers=WORKLOAD_HEADERS, tablefmt="simple")
     )
     advisories = [f"\n  [advisory]  config\n      {a}" for a in summary.get("advisories", [])]
-    return text + "".join(advisories) + "".join(policy_lines(summary["policies"]))
+    secrets = summary.get("secrets") or {}
+    provider = [f"\n  secrets provider: {secrets['provider'] or 'none (passphrase)'}"] if secrets else []
+    if secrets.get("problem"):
+        provider.append(f"\n  [{secrets['enforcement']}]  secretsprovider\n      {secrets['problem']}")
+    return text + "".join(provider) + "".join(advisories) + "".join(policy_lines(summary["policies"]))
 
 
 def policy_lines(policies: dict[str, Any]) -> list[str]:

@@ -1,7 +1,9 @@
-"""The GitHub workflows: actions pinned by full SHA with a version comment, least privilege, policy pack per stack."""
+"""The GitHub workflows: actions pinned by full SHA with a version comment, least privilege, the stacks and policy configs
+from `gke-inference stacks`, promotion order."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-WORKFLOWS = sorted((Path(__file__).resolve().parents[2] / ".github" / "workflows").glob("*.yml"))
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yml"))
+ENVIRONMENTS = ("dev", "staging", "prod")
 USES = re.compile(r"^\s*-? *uses: (?P<ref>\S+)(?P<comment>.*)$", re.MULTILINE)
 
 
@@ -41,27 +45,87 @@ def test_least_privilege(path: Path) -> None:
         assert granted.get("contents", "read") == "read", name
 
 
+def expression(text: str) -> str:
+    return "${{ " + text + " }}"
+
+
+def matrix(output: str) -> str:
+    return expression(f"fromJSON(needs.stacks.outputs.{output})")
+
+
+def stacks_job(document: dict[str, Any]) -> dict[str, Any]:
+    """The first job: `gke-inference stacks --github-output` into its outputs (`all` and one per environment)."""
+    job = document["jobs"]["stacks"]
+    [step] = [s for s in job["steps"] if s.get("id") == "stacks"]
+    assert step["run"] == '.venv/bin/gke-inference stacks --github-output >> "$GITHUB_OUTPUT"'
+    assert all(v == expression(f"steps.stacks.outputs.{k}") for k, v in job["outputs"].items())
+    return job
+
+
+def test_no_workflow_names_a_stack_or_builds_a_policy_config_path() -> None:
+    """Stacks and their policy configs come from `gke-inference stacks`, the function plan uses, never a list here."""
+    for path in WORKFLOWS:
+        text = path.read_text()
+        assert "[dev, staging, prod]" not in text, path.name
+        assert not re.search(r"policy\.\$\{\{", text), path.name
+        for match in re.finditer(r"policyPackConfigs: (.*)", text):
+            assert match[1] in {"${{ matrix.policy_config }}", "${{ inputs.policy_config }}"}, path.name
+
+
 def test_pull_requests_plan_and_preview_every_stack_with_its_policy_config() -> None:
     pr = load(next(p for p in WORKFLOWS if p.name == "pull-request.yml"))
     assert pr["concurrency"]["cancel-in-progress"] is True
+    assert "all" in stacks_job(pr)["outputs"]
     preview = pr["jobs"]["preview"]
     pulumi = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions@"))["with"]
     assert (pulumi["command"], pulumi["policyPacks"]) == ("preview", "policies")
-    assert pulumi["policyPackConfigs"] == "stacks/policy.${{ matrix.stack }}.json"
+    assert pulumi["policyPackConfigs"] == "${{ matrix.policy_config }}"
     auth = next(s for s in preview["steps"] if s.get("uses", "").startswith("google-github-actions/auth@"))["with"]
     assert set(auth) == {"workload_identity_provider", "service_account"}  # no credentials_json
-    stacks = {p.name.split(".")[1] for p in (WORKFLOWS[0].parents[2] / "stacks").glob("Pulumi.*.yaml")}
-    assert set(preview["strategy"]["matrix"]["stack"]) == set(pr["jobs"]["plan"]["strategy"]["matrix"]["stack"]) == stacks
+    for name in ("plan", "preview"):
+        job = pr["jobs"][name]
+        assert "stacks" in job["needs"], name
+        assert job["strategy"]["matrix"] == {"include": matrix("all")}, name
 
 
 def test_deploys_run_in_promotion_order_through_environments() -> None:
+    """One job per environment rank (dev, staging, prod), each a matrix of that environment's stacks in parallel,
+    each after the one before; a stack's GitHub environment is its environment, so every prod stack waits for prod's
+    reviewers (a stack-named one would be created unprotected)."""
     deploy = load(next(p for p in WORKFLOWS if p.name == "deploy.yml"))
     assert deploy["concurrency"]["cancel-in-progress"] is False
     jobs = deploy["jobs"]
-    assert [jobs[e]["needs"] for e in ("dev", "staging", "prod")] == ["check", "dev", "staging"]
-    assert all(jobs[e]["with"]["stack"] == e for e in ("dev", "staging", "prod"))
-    up = load(next(p for p in WORKFLOWS if p.name == "pulumi-up.yml"))["jobs"]["up"]
-    assert up["environment"] == "${{ inputs.stack }}"
+    assert set(stacks_job(deploy)["outputs"]) == {"all", *ENVIRONMENTS}
+    assert [jobs[e]["needs"] for e in ENVIRONMENTS] == [["stacks", "check"], ["stacks", "dev"], ["stacks", "staging"]]
+    for env in ENVIRONMENTS:
+        job = jobs[env]
+        assert job["strategy"]["matrix"] == {"include": matrix(env)}
+        assert job["if"] == expression(f"!failure() && !cancelled() && needs.stacks.outputs.{env} != '[]'")
+        assert job["uses"] == "./.github/workflows/pulumi-up.yml"
+        assert job["with"] == {
+            "stack": "${{ matrix.stack }}",
+            "environment": "${{ matrix.environment }}",
+            "policy_config": "${{ matrix.policy_config }}",
+        }
+    up = load(next(p for p in WORKFLOWS if p.name == "pulumi-up.yml"))
+    assert set(up["on"]["workflow_call"]["inputs"]) == {"stack", "environment", "policy_config"}
+    assert up["jobs"]["up"]["environment"] == "${{ inputs.environment }}"
+
+
+def test_the_matrix_the_stacks_job_emits_is_every_stack_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What CI would deploy: the repository's stack files, in promotion order, with plan's policy config."""
+    from click.testing import CliRunner
+
+    from infra.tooling.cli import main
+
+    monkeypatch.chdir(REPO)
+    result = CliRunner().invoke(main, ["stacks", "--github-output"])
+    assert result.exit_code == 0, result.output
+    outputs = {k: json.loads(v) for k, v in (line.split("=", 1) for line in result.output.splitlines())}
+    stacks = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
+    assert sorted(e["stack"] for e in outputs["all"]) == stacks
+    assert outputs["all"] == [e for env in ENVIRONMENTS for e in outputs[env]]
+    assert all((REPO / e["policy_config"]).is_file() for e in outputs["all"])
 
 
 def steps_of(path: Path) -> list[tuple[str, list[dict[str, Any]]]]:
