@@ -30,9 +30,9 @@ def test_the_outputs_are_every_variable_the_workflows_read() -> None:
     read = {m for wf in (REPO / ".github" / "workflows").glob("*.yml") for m in re.findall(r"vars\.([A-Z_]+)", wf.read_text())}
     assert read and set(monitor.stack_outputs) == read
     assert monitor.stack_outputs["PULUMI_BACKEND_URL"] == "gs://acme-pulumi-state"
-    # One deploy account per stack file: each GitHub environment's GCP_DEPLOY_SERVICE_ACCOUNT.
-    stacks = {p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS.glob("Pulumi.*.yaml")}
-    assert set(monitor.stack_outputs["GCP_DEPLOY_SERVICE_ACCOUNT"]) == stacks
+    # One deploy account per environment the stack files name: each GitHub environment's GCP_DEPLOY_SERVICE_ACCOUNT.
+    named = {env.environment for env in environments(STACKS)}
+    assert set(monitor.stack_outputs["GCP_DEPLOY_SERVICE_ACCOUNT"]) == named == {"dev", "staging", "prod"}
 
 
 def test_every_kms_key_a_stack_file_names_is_created() -> None:

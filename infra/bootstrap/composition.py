@@ -6,7 +6,7 @@ provider), and the workflows read the repository variables this program exports 
   - the Pulumi state bucket (versioned, uniform access, no public access);
   - every Cloud KMS key a stack file names (etcd secrets, model bucket CMEK, the stack's secrets provider);
   - GitHub's Workload Identity pool and OIDC provider, limited to the repository;
-  - a deploy service account per environment (its GitHub environment only may act as it) with the roles a full
+  - a deploy service account per environment (only its GitHub environment may act as it) with the roles a full
     `up` of both stacks needs, and one read-only preview account for pull requests.
 Quota and reservations are not API objects a program should create: `gke-inference quota STACK` prints what each
 environment needs (README, Prerequisites).
@@ -52,6 +52,8 @@ class Environment:
     """One stack file as the bootstrap reads it."""
 
     stack: str
+    environment: str
+    """`gke-inference:environment`: the GitHub environment its deploy job runs in (pulumi-up.yml)."""
     project: str
     region: str
     keys: tuple[str, ...]
@@ -80,7 +82,8 @@ def environments(stacks: Path) -> list[Environment]:
         config, provider = document.get("config") or {}, document.get("secretsprovider")
         keys = sorted({*kms_keys(config), *kms_keys(provider or "")})
         stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-        out.append(Environment(stack, config["gcp:project"], config["gcp:region"], tuple(keys), provider))
+        environment = str(config.get("gke-inference:environment", stack))
+        out.append(Environment(stack, environment, config["gcp:project"], config["gcp:region"], tuple(keys), provider))
     return out
 
 
@@ -138,19 +141,23 @@ def build(admin_project: str, region: str, repository: str, state_bucket: str, s
         role="roles/iam.workloadIdentityUser",
         member=principals.apply(lambda p: f"{p}/attribute.repository/{repository}"),
     )
-    deploy_accounts: dict[str, pulumi.Output[str]] = {}
+    deploy_accounts: dict[str, gcp.serviceaccount.Account] = {}
     for env in environments(stacks):
         _keys(env)
-        deploy = gcp.serviceaccount.Account(
-            f"{env.stack}-deploy", project=env.project, account_id=f"gke-inference-deploy-{env.stack}"[:30].rstrip("-")
-        )
-        # Only a job of the GitHub environment named like the stack may act as its deploy account.
-        gcp.serviceaccount.IAMMember(
-            f"{env.stack}-deploy-wif",
-            service_account_id=deploy.name,
-            role="roles/iam.workloadIdentityUser",
-            member=pulumi.Output.concat(principals, "/attribute.environment/", env.stack),
-        )
+        if env.environment not in deploy_accounts:
+            # One deploy account per GitHub environment (every stack of it deploys as it), in the admin project; only
+            # a job of that GitHub environment may act as it.
+            account = gcp.serviceaccount.Account(
+                f"{env.environment}-deploy", project=admin_project, account_id=f"gke-inference-deploy-{env.environment}"[:30]
+            )
+            gcp.serviceaccount.IAMMember(
+                f"{env.environment}-deploy-wif",
+                service_account_id=account.name,
+                role="roles/iam.workloadIdentityUser",
+                member=pulumi.Output.concat(principals, "/attribute.environment/", env.environment),
+            )
+            deploy_accounts[env.environment] = account
+        deploy = deploy_accounts[env.environment]
         for role in DEPLOY_ROLES:
             gcp.projects.IAMMember(
                 f"{env.stack}-deploy-{role.split('/')[1]}",
@@ -174,9 +181,9 @@ def build(admin_project: str, region: str, repository: str, state_bucket: str, s
                     role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                     member=account.email.apply(lambda e: f"serviceAccount:{e}"),
                 )
-        deploy_accounts[env.stack] = deploy.email
+    emails = {name: account.email for name, account in deploy_accounts.items()}
     # Previews lock the state as `up` does: every account reads and writes the state bucket's objects.
-    for name, email in {**deploy_accounts, "preview": preview.email}.items():
+    for name, email in {**emails, "preview": preview.email}.items():
         gcp.storage.BucketIAMMember(
             f"state-{name}",
             bucket=bucket.name,
@@ -187,5 +194,5 @@ def build(admin_project: str, region: str, repository: str, state_bucket: str, s
         "PULUMI_BACKEND_URL": bucket.name.apply(lambda n: f"gs://{n}"),
         "GCP_WORKLOAD_IDENTITY_PROVIDER": provider.name,
         "GCP_PREVIEW_SERVICE_ACCOUNT": preview.email,
-        "GCP_DEPLOY_SERVICE_ACCOUNT": deploy_accounts,
+        "GCP_DEPLOY_SERVICE_ACCOUNT": emails,
     }
