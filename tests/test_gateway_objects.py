@@ -252,7 +252,7 @@ def gateway_outputs(cfg: StackConfig) -> dict[str, Any]:
     result: dict[str, Any] = {}
 
     def program() -> None:
-        mocks.set_mocks(_Cloud(), project="gke-inference", stack=cfg.environment, preview=False)
+        mocks.set_mocks(_Cloud(), project="gke-inference", stack=cfg.stack, preview=False)
         opts = pulumi.ResourceOptions()
         outs = gateway_serving.build(cfg, opts, opts, "nodes", {}, set())
         for key, value in outs.items():
