@@ -94,12 +94,14 @@ class MetricsAdapter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         meta, rbac, core = k8s.meta.v1, k8s.rbac.v1, k8s.core.v1
         project = gcp.organizations.get_project_output(project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self))
+        # The principal is the project's (Workload Identity pool <project>.svc.id.goog), not the cluster's: every
+        # stack in the project grants this same binding, so destroying one stack must not revoke it for the others.
         gcp.projects.IAMMember(
             f"{name}-monitoring-viewer",
             project=args.project,
             role=ROLE,
             member=project.number.apply(lambda n: workload_principal(n, args.project, NAMESPACE, ACCOUNT)),
-            opts=pulumi.ResourceOptions.merge(gcp_opts, child),
+            opts=pulumi.ResourceOptions.merge(gcp_opts, pulumi.ResourceOptions(parent=self, retain_on_delete=True)),
         )
         namespace = core.Namespace(
             f"{name}-ns",

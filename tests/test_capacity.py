@@ -188,7 +188,7 @@ def test_shipped_pools_hold_their_workloads_and_nap_covers_them(
     """Every shipped pool holds what its workloads scale to, and NAP's derived accelerator ceilings cover it (they are
     the pools' maxima summed, so a pool that holds its workloads keeps them under the ceiling)."""
     cfg = shipped[env]
-    ctx = CheckContext(catalog, cfg.region, cfg.sections)
+    ctx = CheckContext(catalog, cfg.region, cfg.sections, cfg.project, cfg.stack)
     uses = pool_uses(ctx, dict(cfg.tpu_pools), dict(cfg.gpu_pools), dict(cfg.workloads))
     assert uses and all(u.needed is not None and u.needed <= u.capacity for u in uses)
     demand: dict[str, int] = defaultdict(int)

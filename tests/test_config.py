@@ -16,9 +16,9 @@ from infra.tooling.cli import main
 NS = "gke-inference"
 
 
-def problems(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset()) -> list[str]:
+def problems(raw: dict[str, Any], secret_keys: frozenset[str] = frozenset(), stack: str = "test") -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        load_config(raw, stack="test", secret_keys=secret_keys)
+        load_config(raw, stack=stack, secret_keys=secret_keys)
     return str(caught.value).splitlines()
 
 

@@ -47,6 +47,7 @@ from components.inference_gateway import CERT_OPTION, IAP_SECRET_KEY
 from components.serving_objects import GOOGLE_HEALTH_CHECK_RANGES
 from infra.config import ConfigError, StackConfig, load_config
 from infra.config.checks.serving import picker_resources
+from infra.names import gateway_address_name, stack_prefix
 from infra.serving.gateway import GATEWAY_NAME, example_request, exposed, uses_pool
 from infra.tooling.cli import main
 from infra.tooling.plan import SECRET
@@ -218,7 +219,7 @@ def test_an_internal_gateway_listens_on_http_in_the_node_subnet_without_iap(
     # The subnet is the platform stack's; the serving stack reads its name through the StackReference.
     [reference] = of_type(items, "pulumi:pulumi:StackReference")
     assert (nodes[0]["layer"], address["layer"]) == ("platform", "serving") and reference["urn"] in address["dependencies"]
-    assert address["inputs"]["name"] == f"{cfg.cluster.name}-{cfg.environment}-gateway"
+    assert address["inputs"]["name"] == gateway_address_name(stack_prefix(cfg))
 
 
 def test_variant_listener_port_is_the_configured_one(gateway_stacks: dict[str, tuple[StackConfig, Items]]) -> None:
@@ -251,7 +252,7 @@ def gateway_outputs(cfg: StackConfig) -> dict[str, Any]:
     result: dict[str, Any] = {}
 
     def program() -> None:
-        mocks.set_mocks(_Cloud(), project="gke-inference", stack=cfg.environment, preview=False)
+        mocks.set_mocks(_Cloud(), project="gke-inference", stack=cfg.stack, preview=False)
         opts = pulumi.ResourceOptions()
         outs = gateway_serving.build(cfg, opts, opts, "nodes", {}, set())
         for key, value in outs.items():

@@ -42,9 +42,10 @@ from components.pathways import EXCLUSIVE, SUBGROUP_EXCLUSIVE, TPU_RESOURCE
 from infra import sizing
 from infra.catalog import Catalog, TunedFor
 from infra.config import StackConfig, load_config
+from infra.names import scratch_bucket_name
 from infra.platform.composition import tpu_node_pool_names
 from infra.serving.common import HPA_MAX_PERIOD_S, HPA_MAX_WINDOW_S
-from infra.serving.composition import TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY, scratch_bucket_name
+from infra.serving.composition import TPU_ACCELERATOR_KEY, TPU_TOPOLOGY_KEY
 from infra.tooling.cli import main
 
 SEED_RESTORE_S = {"llama-3.1-405b": 420, "llama-2-70b": 120}
@@ -77,10 +78,10 @@ def test_pathways_ports_and_buckets_agree(plans: dict[str, Items], configs: dict
         (port,) = (p["containerPort"] for p in c["ports"])
         assert int(flags(c)["server_port"]) == port
     buckets = {b["name"] for b in by_name(plans[env], BUCKET).values()}
-    assert {cfg.bucket_name, scratch_bucket_name(cfg)} <= buckets
+    assert {cfg.bucket_name, scratch_bucket_name(cfg.bucket_name)} <= buckets
     for c in (proxy, rm, wc):
         scratch = flags(c)["gcs_scratch_location"]
-        assert scratch.startswith(f"gs://{scratch_bucket_name(cfg)}/")
+        assert scratch.startswith(f"gs://{scratch_bucket_name(cfg.bucket_name)}/")
         assert not scratch.startswith(f"gs://{cfg.bucket_name}/")
     assert flags(lc["jax-tpu"])["load_parameters_path"].startswith(f"gs://{cfg.bucket_name}/")
 

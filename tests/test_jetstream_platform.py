@@ -39,7 +39,7 @@ from components.pathways import DISAGGREGATED_CAPABILITIES
 from components.serving_namespace import EXCEPTION_ANNOTATION as POD_SECURITY_EXCEPTION
 from infra import versions
 from infra.config import ConfigError, StackConfig, load_config
-from infra.serving.composition import scratch_bucket_name
+from infra.names import scratch_bucket_name
 from infra.tooling.plan import FAKE_PROJECT_NUMBER
 
 DISAGGREGATED_POLICIES = ("inf-k8s-capabilities", "inf-k8s-nonroot-readonly")
@@ -348,5 +348,8 @@ def test_pathways_accounts_act_through_workload_identity_only_where_nodes_have_i
     Kubernetes account would be dead and misleading."""
     cfg, workload = configs[env], configs[env].workloads[name]
     principal = workload_principal(FAKE_PROJECT_NUMBER, cfg.project, workload.config.namespace, workload.service_account)
-    expected = {(cfg.bucket_name, "roles/storage.objectViewer"), (scratch_bucket_name(cfg), "roles/storage.objectUser")}
+    expected = {
+        (cfg.bucket_name, "roles/storage.objectViewer"),
+        (scratch_bucket_name(cfg.bucket_name), "roles/storage.objectUser"),
+    }
     assert grants(plans[env], principal) == (expected if auto_created_nodes(cfg, workload) else set())

@@ -35,7 +35,7 @@ def test_components_do_not_import_infra() -> None:
 PROGRAM_ROOMS = ("programs", "infra/platform", "infra/serving", "infra/config", "infra/catalog", "components")
 PROGRAM_CODE = [
     *sorted(p for room in PROGRAM_ROOMS for p in (REPO / room).rglob("*.py")),
-    *(REPO / "infra" / name for name in ("contract.py", "sizing.py", "versions.py")),
+    *(REPO / "infra" / name for name in ("contract.py", "names.py", "sizing.py", "versions.py")),
 ]
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, STACKS, mutate
 
 from components.identity import NODE_SA_ROLES
+from infra.names import node_account_id, pathways_account_id, stack_prefix
 from infra.tooling.cli import main
 from infra.tooling.plan import SECRET, CapturingMonitor, FakeCloud, StackFile, execute, plain
 from infra.tooling.render import REFERENCE_TYPES
@@ -85,8 +86,11 @@ def test_nodes_run_as_the_dedicated_least_privilege_account(planned: Path) -> No
     """prod: every pool runs as the general node account but the four TPU node pools serving Pathways, which run as
     the Pathways node account; both accounts hold exactly GKE's node role and image pulls at project level."""
     items = resources(planned, "prod")
-    email = "inference-prod-nodes@acme-inference-prod.iam.gserviceaccount.com"
-    pathways = "inference-prod-pathways@acme-inference-prod.iam.gserviceaccount.com"
+    cfg = StackFile.read(STACKS / "Pulumi.prod.yaml").load()
+    email, pathways = (
+        f"{account(stack_prefix(cfg))}@{cfg.project}.iam.gserviceaccount.com"
+        for account in (node_account_id, pathways_account_id)
+    )
     cluster = one(items, "gcp:container/cluster:Cluster")
     assert cluster["inputs"]["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"] == email
     pools = {

@@ -17,14 +17,8 @@ from components.compute_class import compute_class_spec
 from components.identity import workload_principal
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from infra.config import StackConfig, Workload, load_config
-from infra.platform.composition import (
-    compute_class_args,
-    node_account_id,
-    pathways_account_id,
-    resource_prefix,
-    tpu_node_pool_names,
-)
-from infra.serving.composition import scratch_bucket_name
+from infra.names import node_account_id, pathways_account_id, scratch_bucket_name, stack_prefix
+from infra.platform.composition import compute_class_args, tpu_node_pool_names
 from infra.tooling.cli import main
 from infra.tooling.plan import FAKE_PROJECT_NUMBER, StackFile, run
 
@@ -145,14 +139,14 @@ def test_serving_accounts_read_weights_through_workload_identity(plans: dict[str
     # auto-create nodes for it. The Pathways node account is the one Google account on the buckets.
     pathways = [w for w in cfg.workloads.values() if w.config.engine == "jetstream-pathways"]
     on_wi = [w for w in cfg.workloads.values() if w not in pathways or auto_created_nodes(cfg, w)]
-    node_account = {f"serviceAccount:{pathways_account_id(resource_prefix(cfg))}@{cfg.project}.iam.gserviceaccount.com"}
+    node_account = {f"serviceAccount:{pathways_account_id(stack_prefix(cfg))}@{cfg.project}.iam.gserviceaccount.com"}
     assert sorted(m["member"] for m in readers) == sorted(
         [workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account) for w in on_wi]
         + sorted(node_account if pathways else ())
     )
     # Pathways writes its scratch state to the stack's own bucket, and only JetStream identities may.
     writers = [m for m in members if m["bucket"] != cfg.bucket_name]
-    assert {(m["bucket"], m["role"]) for m in writers} <= {(scratch_bucket_name(cfg), "roles/storage.objectUser")}
+    assert {(m["bucket"], m["role"]) for m in writers} <= {(scratch_bucket_name(cfg.bucket_name), "roles/storage.objectUser")}
     assert sorted(m["member"] for m in writers) == sorted(
         [
             workload_principal(FAKE_PROJECT_NUMBER, cfg.project, w.config.namespace, w.service_account)

@@ -136,7 +136,7 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     assert isinstance(project, str) and isinstance(region, str)
-    ctx = CheckContext(catalog, region, sections)
+    ctx = CheckContext(catalog, region, sections, project, stack)
     tpu_pools, gpu_pools, workloads = resolve(ctx)
     if ctx.problems:
         raise ConfigError(ctx.problems)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from infra import sizing
+from infra import names, sizing
 from infra.catalog import GpuType, ModelArch, TpuSlice
 from infra.config.schema import (
     DEFAULT_IP_ENDPOINT,
@@ -130,7 +130,8 @@ class StackConfig:
 
     @property
     def bucket_name(self) -> str:
-        return self.model_storage.bucket_name or f"{self.project}-{self.environment}-models"
+        """The model bucket (infra/names.py: `<project>-<stack>-models` unless configured)."""
+        return names.bucket_name(self)
 
     @property
     def bucket_location(self) -> str:

@@ -167,7 +167,10 @@ class AnywhereCacheConfig(_Section):
 
 
 class ModelStorageConfig(_Section):
-    bucket_name: str | None = Field(None, description="Default: <project>-<env>-models.")
+    bucket_name: str | None = Field(
+        None,
+        description="Default: <project>-<stack>-models, <project>-models when the stack name ends the project id (infra/names.py).",
+    )
     location: str | None = Field(None, description="Default: the cluster's region.")
     versioning: bool = True
     soft_delete_days: Annotated[int, Field(ge=0, le=90)] = 7

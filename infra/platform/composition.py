@@ -40,30 +40,9 @@ from components.services import ProjectServices, ProjectServicesArgs, required_s
 from components.serving_namespace import ServingNamespace, ServingNamespaceArgs
 from infra import contract, versions
 from infra.config import ComputeClassConfig, GpuPool, StackConfig, TpuPool, Workload
+from infra.names import node_account_id, pathways_account_id, scratch_bucket_name, stack_prefix
 from infra.serving import composition as serving
 from infra.serving.common import image_exceptions
-
-
-def resource_prefix(cfg: StackConfig) -> str:
-    """Physical-name prefix shared by every GCP resource of the stack, e.g. 'inference-prod'."""
-    return f"{cfg.cluster.name}-{cfg.environment}"
-
-
-SERVICE_ACCOUNT_ID_MAX = 30
-"""GCP's limit on a service account id (6-30 characters)."""
-PATHWAYS_ACCOUNT_SUFFIX = "pathways"
-
-
-def node_account_id(prefix: str) -> str:
-    """The general node account: '<prefix>-nodes', cut at the limit (as it always was: renaming it replaces every pool)."""
-    return f"{prefix}-nodes"[:SERVICE_ACCOUNT_ID_MAX].rstrip("-")
-
-
-def pathways_account_id(prefix: str) -> str:
-    """The Pathways pools' node account: '<prefix>-pathways', the prefix cut so the suffix always survives (two
-    accounts of one stack must never collapse into one id)."""
-    keep = SERVICE_ACCOUNT_ID_MAX - len(PATHWAYS_ACCOUNT_SUFFIX) - 1
-    return f"{prefix[:keep].rstrip('-')}-{PATHWAYS_ACCOUNT_SUFFIX}"
 
 
 def accelerator_limits(cfg: StackConfig) -> tuple[AcceleratorLimit, ...]:
@@ -253,15 +232,16 @@ def cluster_args(
 
 
 def provider_labels(cfg: StackConfig) -> dict[str, str]:
-    """Labels every GCP resource of the environment carries, whichever stack creates it."""
-    return {"managed-by": "pulumi", "app": "gke-inference", "environment": cfg.environment}
+    """Labels every GCP resource of the stack carries, whichever program creates it: `stack` tells two stacks of one
+    environment (or one project) apart; `environment` is the kind of stack, not a name."""
+    return {"managed-by": "pulumi", "app": "gke-inference", "environment": cfg.environment, "stack": cfg.stack}
 
 
 def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
     """Create every component of the platform stack; returns its outputs, the contract the serving stack reads."""
     labels = provider_labels(cfg)
     bootstrap = gcp.Provider("gcp-bootstrap", project=cfg.project, region=cfg.region, default_labels=labels)
-    prefix = resource_prefix(cfg)
+    prefix = stack_prefix(cfg)
     services = ProjectServices(
         "services",
         ProjectServicesArgs(
@@ -358,7 +338,7 @@ def build(cfg: StackConfig) -> dict[str, pulumi.Input[object]]:
             "scratch",
             ScratchStorageArgs(
                 project=cfg.project,
-                bucket_name=serving.scratch_bucket_name(cfg),
+                bucket_name=scratch_bucket_name(cfg.bucket_name),
                 location=cfg.bucket_location,
                 ttl_days=serving.SCRATCH_TTL_DAYS,
                 writers=serving.bucket_members(

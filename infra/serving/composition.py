@@ -21,6 +21,7 @@ from infra import sizing, versions
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
+from infra.names import scratch_bucket_name
 from infra.serving import gateway as gateway_serving
 from infra.serving import models as model_serving
 from infra.serving.common import cluster_url, image_exceptions, scaling
@@ -100,10 +101,6 @@ def checkpoint_path(cfg: StackConfig, workload: Workload) -> str:
     return f"gs://{cfg.bucket_name}/{(c.checkpoint or default).strip('/')}"
 
 
-def scratch_bucket_name(cfg: StackConfig) -> str:
-    return f"{cfg.bucket_name}-scratch"
-
-
 def placement(cfg: StackConfig, workload: Workload) -> pathways.Placement:
     """The compute class when one selects the pool, else accelerator + topology + the pool's own label."""
     pool = workload.tpu_pools[0]
@@ -162,7 +159,7 @@ def pathways_args(cfg: StackConfig, catalog: Catalog, workload: Workload) -> pat
             inference_server=sizing.disaggregated_server(slice_) if c.mode == "disaggregated" else None,
         ),
         images=pathways.Images(*(i.ref for i in PATHWAYS_IMAGES)),
-        scratch_location=f"gs://{scratch_bucket_name(cfg)}/{workload.name}",
+        scratch_location=f"gs://{scratch_bucket_name(cfg.bucket_name)}/{workload.name}",
         startup_failure_threshold=start.probe_failure_threshold,
         probe_period_s=sizing.PROBE_PERIOD_SECONDS,
         leader=pathways.PodRequests(pods.leader.cpu_millis, pods.leader.memory_mib),

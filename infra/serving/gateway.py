@@ -31,6 +31,7 @@ from infra import sizing, versions
 from infra.config import NAMESPACE as CONFIG_NAMESPACE
 from infra.config import StackConfig, Workload
 from infra.config.checks.serving import picker_resources
+from infra.names import gateway_address_name, stack_prefix
 from infra.serving.common import checkov_skips, image_exceptions
 
 NAMESPACE = GATEWAY_NAMESPACE
@@ -147,7 +148,7 @@ def build(
         GatewayArgs(
             namespace=NAMESPACE,
             gateway_class=gw.gateway_class,
-            address_name=f"{cfg.cluster.name}-{cfg.environment}-gateway",
+            address_name=gateway_address_name(stack_prefix(cfg)),
             region=cfg.region,
             subnetwork=subnetwork,
             http_port=gw.listener_port,

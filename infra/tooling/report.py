@@ -14,7 +14,7 @@ from infra import sizing
 from infra.catalog import Catalog
 from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
-from infra.platform.composition import resource_prefix
+from infra.names import stack_prefix
 from infra.serving import models as model_serving
 from infra.serving.common import hpa_target
 
@@ -224,7 +224,7 @@ def _node_id(kind: str, name: str) -> str:
 
 def mermaid(cfg: StackConfig) -> str:
     """cluster -> pools -> workloads, as a Mermaid flowchart GitHub renders."""
-    lines = ["flowchart LR", f'  cluster["GKE {resource_prefix(cfg)}<br/>{cfg.region}"]']
+    lines = ["flowchart LR", f'  cluster["GKE {stack_prefix(cfg)}<br/>{cfg.region}"]']
     for name, t in cfg.tpu_pools.items():
         lines.append(
             f'  {_node_id("pool", name)}["{name}<br/>{t.slice.shape} x{t.config.slices}<br/>{t.slice.vms}x {t.slice.machine_type}"]'
@@ -254,7 +254,7 @@ def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[st
         "environment": cfg.environment,
         "project": cfg.project,
         "region": cfg.region,
-        "prefix": resource_prefix(cfg),
+        "prefix": stack_prefix(cfg),
         "catalog_as_of": catalog.as_of,
         "resources": {"total": len(resources), "by_type": dict(sorted(Counter(r["type"] for r in resources).items()))},
         "accelerators": accelerator_inventory(cfg),

@@ -17,6 +17,9 @@ class CheckContext:
     catalog: Catalog
     region: str
     sections: _Sections
+    project: str
+    stack: str
+    """The Pulumi stack's name: resource names derive from it (infra/names.py)."""
     problems: list[Problem] = field(default_factory=list)
     advisories: list[Problem] = field(default_factory=list)
     """Findings that do not stop a plan (dev's unjustified over-provisioning): printed by `plan`, kept in the summary."""

@@ -24,6 +24,15 @@ from components.weights_download import TOKEN_SECRET
 from infra.config.checks.context import CheckContext, in_region
 from infra.config.checks.serving import exposed_names
 from infra.config.errors import ns_path
+from infra.names import (
+    BUCKET_NAME_MAX,
+    PREFIX_MAX,
+    SCRATCH_SUFFIX,
+    STACK_NAME,
+    default_bucket_name,
+    resource_prefix,
+    scratch_bucket_name,
+)
 
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease", "gmp-system", "gmp-public"})
 """Namespaces every GKE cluster has (gmp-*: Managed Prometheus), never a workload's to create or label."""
@@ -44,8 +53,6 @@ CERT_RESOURCE = re.compile(r"^projects/([^/]+)/locations/([^/]+)/certificates/([
 BUCKET = re.compile(r"^[a-z0-9][-a-z0-9_]{1,61}[a-z0-9]$")
 """A GCS bucket name without dots (3-63 characters: lowercase letters, digits, '-' and '_', starting and ending with
 a letter or digit); dotted names are domain-verified and are not supported here."""
-SCRATCH_SUFFIX = "-scratch"
-"""The Pathways scratch bucket is `<bucket>-scratch` (infra/serving/composition.py scratch_bucket_name)."""
 SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 DNS_1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -54,6 +61,7 @@ LABEL_NAMED_KINDS = frozenset({"Service", "Namespace"})
 
 
 def check_names(ctx: CheckContext) -> None:
+    check_stack_name(ctx)
     check_namespaces(ctx)
     check_generated_objects(ctx)
     check_binding_names(ctx)
@@ -288,26 +296,54 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-def check_bucket_name(ctx: CheckContext) -> None:
-    name = ctx.sections.model_storage.bucket_name
-    if name is None:
+def check_stack_name(ctx: CheckContext) -> None:
+    """Every GCP resource is named after the stack (infra/names.py): the name must be one GCP accepts, and the prefix
+    `<cluster.name>-<stack>` must fit a GKE cluster name."""
+    path = "stack name"
+    if not STACK_NAME.match(ctx.stack):
+        ctx.add(
+            path,
+            "the stack name is part of every GCP resource's name (`<cluster.name>-<stack>`, the model bucket)",
+            "lowercase letters, digits and '-', starting with a letter, not ending with '-'",
+            ctx.stack,
+        )
         return
+    prefix = resource_prefix(ctx.sections.cluster.name, ctx.stack)
+    if len(prefix) > PREFIX_MAX:
+        ctx.add(
+            ns_path("cluster", "name"),
+            f"the cluster would be named {prefix} (<cluster.name>-<stack>), longer than GKE's {PREFIX_MAX} characters",
+            f"a cluster name and stack name of at most {PREFIX_MAX - 1} characters together",
+            ctx.sections.cluster.name,
+        )
+
+
+def check_bucket_name(ctx: CheckContext) -> None:
+    """The configured bucket name, else the default one (infra/names.py): a GCS name, short enough for its scratch
+    bucket when Pathways runs."""
+    configured = ctx.sections.model_storage.bucket_name
+    if configured is None and not STACK_NAME.match(ctx.stack):
+        return  # reported by check_stack_name
+    name = configured or default_bucket_name(ctx.project, ctx.stack)
     path = ns_path("model_storage", "bucket_name")
+    default = "" if configured else " (the default bucket name: set model_storage.bucket_name)"
     pathways = any(w.engine == "jetstream-pathways" for w in ctx.sections.workloads.values())
     if SCHEME.match(name):
         ctx.add(path, "a URL, not a bucket name", "the bucket's name without gs://", name)
     elif not BUCKET.match(name) or name.startswith("goog") or "google" in name:
         ctx.add(
             path,
-            "not a GCS bucket name",
-            "3-63 lowercase letters, digits, '-' or '_', starting and ending with a letter or digit, no 'goog' prefix",
+            f"not a GCS bucket name{default}",
+            f"3-{BUCKET_NAME_MAX} lowercase letters, digits, '-' or '_', starting and ending with a letter or digit, "
+            "no 'goog' prefix",
             name,
         )
-    elif pathways and len(name) + len(SCRATCH_SUFFIX) > 63:
+    elif pathways and len(scratch_bucket_name(name)) > BUCKET_NAME_MAX:
         ctx.add(
             path,
-            f"the Pathways scratch bucket {name}{SCRATCH_SUFFIX} would be longer than GCS' 63 characters",
-            f"at most {63 - len(SCRATCH_SUFFIX)} characters",
+            f"the Pathways scratch bucket {scratch_bucket_name(name)} would be longer than GCS' {BUCKET_NAME_MAX} characters"
+            + default,
+            f"at most {BUCKET_NAME_MAX - len(SCRATCH_SUFFIX)} characters",
             name,
         )
 
