@@ -123,7 +123,9 @@ class Cluster(pulumi.ComponentResource):
                     crypto_key_id=args.secrets_encryption_key,
                     role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                     member=number.apply(lambda n: f"serviceAccount:service-{n}@container-engine-robot.iam.gserviceaccount.com"),
-                    opts=child,
+                    # The project's GKE service agent: every stack in the project holds this same grant, so destroying
+                    # one must not revoke it for the others.
+                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
                 )
             )
 

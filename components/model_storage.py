@@ -82,7 +82,9 @@ class ModelStorage(pulumi.ComponentResource):
                     crypto_key_id=args.kms_key,
                     role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
                     member=agent.email_address.apply(lambda e: f"serviceAccount:{e}"),
-                    opts=child,
+                    # The project's Cloud Storage service agent: every stack in the project holds this same grant, so
+                    # destroying one must not revoke it for the others.
+                    opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
                 )
             )
         bucket = secure_bucket(

@@ -52,9 +52,16 @@ PROJECT_POOL = ".svc.id.goog/subject/"
 project-level grant to one (the metrics adapter's) is one binding every stack of the project holds."""
 
 
+SERVICE_AGENTS = ("@container-engine-robot.iam.gserviceaccount.com", "@gs-project-accounts.iam.gserviceaccount.com")
+"""The project's GKE and Cloud Storage service agents: a CMEK grant to one is one binding every stack of it holds."""
+
+
 def shared(item: dict[str, Any]) -> bool:
-    return item["type"] in SHARED or (
-        item["type"] == "gcp:projects/iAMMember:IAMMember" and PROJECT_POOL in str(item["inputs"].get("member"))
+    member = str(item["inputs"].get("member"))
+    return (
+        item["type"] in SHARED
+        or (item["type"] == "gcp:projects/iAMMember:IAMMember" and PROJECT_POOL in member)
+        or (item["type"] == "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember" and member.endswith(SERVICE_AGENTS))
     )
 
 
@@ -76,12 +83,13 @@ def gcp_identities(stack_file: StackFile) -> tuple[dict[tuple[Any, ...], str], l
     return found, common
 
 
-def test_a_copy_of_staging_named_qa_shares_no_gcp_resource_name_with_staging() -> None:
-    """`qa` copied from staging (same project, environment staging) beside staging: GCP sees no name twice. Its
-    Kubernetes objects may repeat staging's: they live in its own cluster."""
-    staging = StackFile.read(STACKS / "Pulumi.staging.yaml")
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_a_copy_named_qa_shares_no_gcp_resource_name_with_its_original(env: str) -> None:
+    """`qa` copied from staging or prod (same project, same environment) beside it: GCP sees no name twice. Its
+    Kubernetes objects may repeat the original's: they live in its own cluster."""
+    staging = StackFile.read(STACKS / f"Pulumi.{env}.yaml")
     qa = dataclasses.replace(staging, stack="qa")
-    assert qa.load().environment == staging.load().environment == "staging"
+    assert qa.load().environment == staging.load().environment == env
     assert qa.load().project == staging.load().project
     ours, ours_shared = gcp_identities(staging)
     theirs, theirs_shared = gcp_identities(qa)
@@ -101,7 +109,7 @@ def test_a_copy_of_staging_named_qa_shares_no_gcp_resource_name_with_staging() -
         kept = item["inputs"].get("disableOnDestroy") is False or item["options"]["retainOnDelete"] is True
         assert kept, item["urn"]
     qa_cfg = qa.load()
-    assert resource_prefix(qa_cfg.cluster.name, "qa") == "inference-qa"
+    assert resource_prefix(qa_cfg.cluster.name, "qa") == f"{qa_cfg.cluster.name}-qa"
     assert ("gcp:storage/bucket:Bucket", bucket_name(qa_cfg)) in theirs
 
 
