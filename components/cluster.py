@@ -108,7 +108,6 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gke-inference:cluster:Cluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         self.workload_pool = f"{args.project}.svc.id.goog"
 
         depends: list[pulumi.Resource] = []
