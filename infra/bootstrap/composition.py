@@ -158,20 +158,14 @@ def build(admin_project: str, region: str, repository: str, state_bucket: str, s
             )
             deploy_accounts[env.environment] = account
         deploy = deploy_accounts[env.environment]
-        for role in DEPLOY_ROLES:
-            gcp.projects.IAMMember(
-                f"{env.stack}-deploy-{role.split('/')[1]}",
-                project=env.project,
-                role=role,
-                member=deploy.email.apply(lambda e: f"serviceAccount:{e}"),
-            )
-        for role in PREVIEW_ROLES:
-            gcp.projects.IAMMember(
-                f"{env.stack}-preview-{role.split('/')[1]}",
-                project=env.project,
-                role=role,
-                member=preview.email.apply(lambda e: f"serviceAccount:{e}"),
-            )
+        for name, account, roles in (("deploy", deploy, DEPLOY_ROLES), ("preview", preview, PREVIEW_ROLES)):
+            for role in roles:
+                gcp.projects.IAMMember(
+                    f"{env.stack}-{name}-{role.split('/')[1]}",
+                    project=env.project,
+                    role=role,
+                    member=account.email.apply(lambda e: f"serviceAccount:{e}"),
+                )
         if env.secrets_provider:
             key_id = env.secrets_provider.removeprefix("gcpkms://")
             for name, account in (("deploy", deploy), ("preview", preview)):
