@@ -9,7 +9,9 @@ import click
 from infra.catalog import load as load_catalog
 from infra.simulate import report
 from infra.simulate.capacity import replica_capacity
-from infra.simulate.run import TRACES, describe, recommendation, run_case, trace_for
+from infra.simulate.recommend import lines as recommendation_lines
+from infra.simulate.recommend import recommendation
+from infra.simulate.run import SLO_TARGET, TRACES, run_case, trace_for
 from infra.simulate.traces import load_csv
 from infra.tooling.plan import Capture
 
@@ -40,21 +42,24 @@ def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours:
     if recommend_hours > 0:
         with click.progressbar(cases, label=f"{capture.stack}: searching settings") as items:
             for workload, hpa in items:
-                recommendations.append(recommendation(cfg, catalog, workload, hpa, recommend_hours))
+                recommendations.append((workload, recommendation(cfg, catalog, workload, hpa, recommend_hours)))
     click.echo(report.table(rows))
     lines = [f"# Autoscaling what-if: {capture.stack}", "", report.table(rows, "github"), ""]
     if recommendations:
         lines += [
             "## Recommended settings",
             "",
-            f"Cheapest grid point meeting the objective on diurnal and burst traces ({recommend_hours:g} h):",
+            f"The cheapest setting with at least {SLO_TARGET:.0%} of requests within the objective on the diurnal and burst "
+            f"traces ({recommend_hours:g} h), or the closest one and what blocks the objective:",
             "",
         ]
-        for rec in recommendations:
-            best = describe(rec.best) if rec.best else "none of the grid meets the objective"
-            saving = f" (${rec.best_cost:,.2f} vs ${rec.current_cost:,.2f})" if rec.best_cost is not None else ""
-            lines.append(f"- **{rec.workload}**: now {describe(rec.current)}; recommended {best}{saving}")
-            click.echo(f"  {rec.workload}: recommended {best}{saving}")
+        for workload, rec in recommendations:
+            head, *rest = recommendation_lines(rec, workload)
+            lines.append(f"- **{rec.workload}**: {head}")
+            lines += [f"  - {line}" for line in rest]
+            click.echo(f"  {rec.workload}: {head}")
+            for line in rest:
+                click.echo(f"    {line}")
         lines.append("")
     lines += ["## Over time", "", *("\n".join([c, ""]) for c in charts)]
     target = out / capture.stack

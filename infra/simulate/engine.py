@@ -62,6 +62,11 @@ class Result:
     scale_events: int
     series: tuple[Point, ...]
     """One point per minute: replicas ready and in total, queued requests, arrivals in that minute."""
+    missed: int = 0
+    """Requests that did not start within the objective (served late, or still waiting at the end)."""
+    missed_scaling: int = 0
+    """Of them, those that arrived while the HPA was scaling up: from a metric delay plus a sync before a replica
+    was added until it served (what min replicas or warm headroom would have absorbed)."""
 
 
 @dataclass
@@ -154,6 +159,10 @@ def simulate(
     pool = [_Replica(ready_at=0.0) for _ in range(start_count)]
     backlog: deque[Request] = deque()
     ttfts: list[float] = []
+    late: list[float] = []
+    """Arrival times of the requests served after the objective."""
+    scaling = bytearray(int(duration_s / dt) + 1)
+    lookback = int((timing.metric_delay_s + sync_of(hpa)) / dt)
     samples_t: list[float] = []
     samples_v: list[float] = []
     counted: list[int] = []
@@ -180,7 +189,7 @@ def simulate(
         while backlog and ready:
             min(ready, key=_Replica.load).waiting.append(backlog.popleft())
         for replica in ready:
-            _serve(replica, capacity, now, dt, ttfts, tokens)
+            _serve(replica, capacity, now, dt, ttfts, tokens, late, slo_ttft_s)
         queue = len(backlog) + sum(len(r.waiting) for r in pool)
         peak_queue = max(peak_queue, queue)
         replica_seconds += len(pool) * dt
@@ -198,11 +207,17 @@ def simulate(
             seen = bisect_right(samples_t, now - timing.metric_delay_s) - 1
             observed = samples_v[seen] if seen >= 0 else None
             desired = controller.step(now, len(pool), observed)
+            before = len(pool)
             _resize(pool, backlog, desired, now, timing)
+            if len(pool) > before:
+                until = min(len(scaling), int(max(r.ready_at for r in pool) / dt) + 1)
+                scaling[max(0, step - lookback) : until] = b"\x01" * (until - max(0, step - lookback))
         if step % max(1, int(60 / dt)) == 0:
             series.append(Point(now, len(ready), len(pool), queue, minute_arrivals))
             minute_arrivals = 0
     ordered = sorted(ttfts)
+    waiting = [r.arrival_s for r in backlog] + [r.arrival_s for p in pool for r in p.waiting]
+    missed_at = late + waiting
     return Result(
         requests=len(arrivals),
         served=len(ttfts),
@@ -215,14 +230,29 @@ def simulate(
         cost_usd=replica_seconds / 3600 * hourly_per_replica,
         scale_events=len(controller.events) if controller else 0,
         series=tuple(series),
+        missed=len(missed_at),
+        missed_scaling=sum(1 for t in missed_at if scaling[min(len(scaling) - 1, int(t / dt))]),
     )
+
+
+def sync_of(hpa: HpaSpec | None) -> float:
+    return float(hpa.sync_s) if hpa else 0.0
 
 
 def kind_is_rate(kind: MetricKind) -> bool:
     return kind in ("output_tokens_rate", "prompt_tokens_rate")
 
 
-def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, ttfts: list[float], tokens: _Tokens) -> None:
+def _serve(
+    replica: _Replica,
+    capacity: ReplicaCapacity,
+    now: float,
+    dt: float,
+    ttfts: list[float],
+    tokens: _Tokens,
+    late: list[float],
+    slo_ttft_s: float,
+) -> None:
     """One step of continuous batching: sequences join whenever a slot is free (each paying its prefill), and decode
     runs in between, one token per running sequence per step of the capacity model."""
     budget = dt + replica.carry
@@ -237,7 +267,10 @@ def _serve(replica: _Replica, capacity: ReplicaCapacity, now: float, dt: float, 
             budget -= prefill
             spent += prefill
             # The first token comes out of the prefill, at this point of the step.
-            ttfts.append(max(now, request.arrival_s) + spent - request.arrival_s)
+            ttft = max(now, request.arrival_s) + spent - request.arrival_s
+            ttfts.append(ttft)
+            if ttft > slo_ttft_s:
+                late.append(request.arrival_s)
             tokens.prompt += request.prompt_tokens
             tokens.output += 1
             heapq.heappush(

@@ -110,7 +110,16 @@ def autoscaled(cfg: StackConfig, resources: list[dict[str, Any]]) -> Iterator[tu
             yield workload, hpa
 
 
-def run_case(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, trace: list[Request], hours: float) -> Result:
+def run_case(
+    cfg: StackConfig,
+    catalog: Catalog,
+    workload: Workload,
+    hpa: HpaSpec,
+    trace: list[Request],
+    hours: float,
+    metric: str | None = None,
+) -> Result:
+    """`metric`: the engine metric the HPA reads (default: the workload's)."""
     return simulate(
         replica_capacity(catalog, workload),
         hpa,
@@ -119,7 +128,7 @@ def run_case(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpe
         duration_s=int(hours * 3600),
         slo_ttft_s=workload.config.slo_ttft_s,
         hourly_per_replica=hourly_per_replica(cfg, catalog, workload),
-        metric=metric_kind(workload.metric),
+        metric=metric_kind(metric or workload.metric),
     )
 
 
@@ -151,28 +160,3 @@ def recommend(
             if best is None or cost < best[0] - 1e-9:
                 best = (cost, candidate, results)
     return (best[1], best[2]) if best else None
-
-
-def describe(hpa: HpaSpec) -> str:
-    return f"target {hpa.target:g}, min {hpa.min_replicas}, max {hpa.max_replicas}, scale-down window {hpa.scale_down.stabilization_s} s"
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    workload: str
-    current: HpaSpec
-    best: HpaSpec | None
-    current_cost: float
-    best_cost: float | None
-
-
-def recommendation(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, hours: float) -> Recommendation:
-    """The grid search on the diurnal and burst traces (the shapes that separate settings), over `hours`."""
-    capacity = replica_capacity(catalog, workload)
-    traces = {name: trace_for(name, capacity, hpa, hours) for name in ("diurnal", "burst")}
-    current = sum(run_case(cfg, catalog, workload, hpa, t, hours).cost_usd for t in traces.values())
-    found = recommend(cfg, catalog, workload, hpa, traces, hours)
-    if found is None:
-        return Recommendation(workload.name, hpa, None, current, None)
-    best, results = found
-    return Recommendation(workload.name, hpa, best, current, sum(r.cost_usd for r in results.values()))

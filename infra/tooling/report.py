@@ -415,7 +415,7 @@ def autoscaling_markdown(rows: list[dict[str, Any]]) -> list[str]:
         "## Autoscaling",
         "",
         "Until a new replica serves, a burst is absorbed only by the running replicas' headroom. "
-        "`gke-inference simulate STACK` runs these HPAs on traffic traces (TTFT, SLO share, replica-hours, cost) and searches for cheaper settings.",
+        "`gke-inference simulate STACK` runs these HPAs on traffic traces (TTFT, SLO share, replica-hours, cost) and recommends a setting: the cheapest meeting the TTFT objective, or the closest with what blocks it (pool, start time, metric).",
         "",
         table,
         "",
