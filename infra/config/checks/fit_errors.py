@@ -20,9 +20,9 @@ def _what(c: WorkloadConfig, sequences: int) -> str:
     return f"{c.model} ({c.weight_dtype} weights, {c.kv_cache_dtype} KV, {sequences} x {c.max_context} tokens)"
 
 
-def _gpu_kwargs(c: WorkloadConfig) -> dict[str, object]:
+def server_fit_kwargs(c: WorkloadConfig) -> dict[str, object]:
+    """What a vLLM/Triton memory fit reads of the workload (TPU slices; GPUs add the engine: gpu_fit_kwargs)."""
     return dict(
-        engine=c.engine,
         weight_dtype=c.weight_dtype,
         kv_dtype=c.kv_cache_dtype,
         max_context=c.max_context,
@@ -31,11 +31,15 @@ def _gpu_kwargs(c: WorkloadConfig) -> dict[str, object]:
     )
 
 
+def gpu_fit_kwargs(c: WorkloadConfig) -> dict[str, object]:
+    return dict(engine=c.engine, **server_fit_kwargs(c))
+
+
 def smallest_gpu_shape(ctx: CheckContext, c: WorkloadConfig, model: ModelArch) -> tuple[int, GpuType] | None:
     """The catalog GPU and count that hold one replica with the least accelerator memory (then the fewest GPUs)."""
     options = []
     for gpu in ctx.catalog.gpus.values():
-        count = sizing.smallest_gpu_count(model, gpu, **_gpu_kwargs(c))  # type: ignore[arg-type]
+        count = sizing.smallest_gpu_count(model, gpu, **gpu_fit_kwargs(c))  # type: ignore[arg-type]
         if count is not None:
             options.append((count * gpu.memory_gb, count, gpu.name, gpu))
     if not options:
@@ -97,16 +101,7 @@ def tpu_server_fit_of(
 ) -> None:
     """vLLM on TPU does not fit its single-host slice: the smallest single-host shape of the generation that does."""
     gen = pool.slice.generation.name
-    smallest = sizing.smallest_tpu_server_slice(
-        ctx.catalog,
-        gen,
-        model,
-        weight_dtype=c.weight_dtype,
-        kv_dtype=c.kv_cache_dtype,
-        max_context=c.max_context,
-        max_num_seqs=c.sequences,
-        gpu_memory_utilization=c.gpu_memory_utilization,
-    )
+    smallest = sizing.smallest_tpu_server_slice(ctx.catalog, gen, model, **server_fit_kwargs(c))  # type: ignore[arg-type]
     hint = (
         f"smallest {gen} that fits: {smallest.topology} on {smallest.machine_type}"
         if smallest

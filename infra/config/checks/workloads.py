@@ -7,7 +7,7 @@ from collections.abc import Collection
 from infra import sizing
 from infra.catalog import ModelArch
 from infra.config.checks.context import CheckContext
-from infra.config.checks.fit_errors import fit_of, replica_too_big, tpu_server_fit_of
+from infra.config.checks.fit_errors import fit_of, gpu_fit_kwargs, replica_too_big, server_fit_kwargs, tpu_server_fit_of
 from infra.config.errors import ns_path, one_of
 from infra.config.model import GpuPool, TpuPool, Workload
 from infra.config.schema import WorkloadConfig
@@ -212,15 +212,7 @@ def _model_server(
             )
         return None
     pool = gpu[c.gpu_pool]
-    seqs = c.sequences
-    kwargs = dict(
-        engine=c.engine,
-        weight_dtype=c.weight_dtype,
-        kv_dtype=c.kv_cache_dtype,
-        max_context=c.max_context,
-        max_num_seqs=seqs,
-        gpu_memory_utilization=c.gpu_memory_utilization,
-    )
+    kwargs = gpu_fit_kwargs(c)
     fewest = sizing.smallest_gpu_count(model, pool.gpu, **kwargs)  # type: ignore[arg-type]
     count = c.gpus or fewest
     if count is None:
@@ -346,15 +338,7 @@ def _tpu_server(
             c.tpu_pools[0],
         )
         return None
-    fit = sizing.tpu_server_fit(
-        model,
-        slice_,
-        weight_dtype=c.weight_dtype,
-        kv_dtype=c.kv_cache_dtype,
-        max_context=c.max_context,
-        max_num_seqs=c.sequences,
-        gpu_memory_utilization=c.gpu_memory_utilization,
-    )
+    fit = sizing.tpu_server_fit(model, slice_, **server_fit_kwargs(c))  # type: ignore[arg-type]
     if not fit.fits:
         tpu_server_fit_of(ctx, base, c, model, pool, fit)
         return None
