@@ -102,3 +102,10 @@ INFERENCE_OBJECTIVE_CRD = (
     f"https://raw.githubusercontent.com/llm-d/llm-d-router/{ROUTER_VERSION}/config/crd/bases/llm-d.ai_inferenceobjectives.yaml"
 )
 """GKE installs the InferencePool CRD, not llm-d's: the stack applies this one from the router's release tag."""
+
+# renovate: datasource=docker
+INFERENCE_PERF_IMAGE = Image("quay.io/inference-perf/inference-perf", "v0.7.0")
+"""kubernetes-sigs/inference-perf 0.7.0 (PyPI 2026-09-15), the post-deploy load test; the image tag is the release's
+(its chart's appVersion, `deploy/inference-perf/Chart.yaml`). Its config keys (`inference_perf/config/`) and report file
+names (`reportgen/base.py`, `client/filestorage/gcs.py`) were read in the 0.7.0 wheel: re-read them on a bump
+(components/load_test.py)."""

@@ -107,7 +107,7 @@ BAD_INPUTS: list[tuple[str, str, Any, str]] = [
         "unknown top-level key",
         f"{NS}:tpu_pool",
         {},
-        f"{NS}:tpu_pool: unknown key (did you mean 'tpu_pools'?); expected one of budget, cluster, compute_classes, environment, gateway, gpu_pools, hf_token, iap_client_secret, model_storage, network, observability, platform_stack, protection, tpu_pools, workloads, got 'tpu_pool'",
+        f"{NS}:tpu_pool: unknown key (did you mean 'tpu_pools'?); expected one of budget, cluster, compute_classes, environment, gateway, gpu_pools, hf_token, iap_client_secret, model_storage, monitoring, network, observability, platform_stack, protection, tpu_pools, workloads, got 'tpu_pool'",
     ),
     (
         "auto_upgrade off on a channel",

@@ -347,6 +347,44 @@ class BudgetConfig(_Section):
     monthly_usd: Annotated[float, Field(gt=0)] | None = Field(None, description="Ceiling for the cost estimate.")
 
 
+DEFAULT_MAX_ERROR_RATIO = 0.01
+"""The gateway's 5xx share of requests, per route, that pages: 1 %."""
+
+
+class LoadTestConfig(_Section):
+    """Post-deploy load tests (inference-perf): rate steps up to each routed model's HPA design load."""
+
+    stages: Annotated[int, Field(ge=1, le=20)] = Field(5, description="Rate steps, evenly spaced up to the peak.")
+    stage_seconds: Annotated[int, Field(ge=30, le=3600)] = Field(120, description="Duration of each step.")
+    peak_rps: dict[DnsLabel, Annotated[float, Field(gt=0)]] = Field(
+        {}, description="Workload -> top rate (requests/s) instead of its HPA design load at max_replicas."
+    )
+    over_capacity: bool = Field(
+        False, description="Allow a peak above what the pools serve at max_replicas (the capacity model's figure)."
+    )
+
+
+class MonitoringConfig(_Section):
+    """One Cloud Monitoring dashboard per environment, alert policies with thresholds derived from the workloads, and
+    the load tests. Owned by the serving stack (they name its workloads, routes and HPAs)."""
+
+    enabled: bool = True
+    notification_channels: tuple[
+        Annotated[str, Field(pattern=r"^projects/[a-z][-a-z0-9]{4,28}[a-z0-9]/notificationChannels/[0-9]+$")], ...
+    ] = Field(
+        (),
+        description="Existing Cloud Monitoring notification channels (projects/P/notificationChannels/ID) every alert "
+        "notifies; required in prod. Created by whoever owns on-call, not by this stack.",
+    )
+    max_error_ratio: Annotated[float, Field(gt=0, lt=1)] = Field(
+        DEFAULT_MAX_ERROR_RATIO, description="Share of a route's requests answered 5xx at the gateway that fires the alert."
+    )
+    dashboard_metrics: tuple[str, ...] = Field(
+        (), description="More engine metrics to chart per workload; each must be one its engine exports."
+    )
+    load_test: LoadTestConfig = LoadTestConfig()
+
+
 class _Sections(_Section):
     """The ``gke-inference:`` namespace: one field per top-level key."""
 
@@ -362,6 +400,7 @@ class _Sections(_Section):
     workloads: dict[DnsLabel, WorkloadConfig] = {}
     protection: ProtectionConfig | None = None
     budget: BudgetConfig = BudgetConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
     platform_stack: str | None = Field(
         None,
         description="The serving stack's StackReference to its platform stack; default: "

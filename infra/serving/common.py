@@ -29,6 +29,12 @@ def hpa_target(catalog: Catalog, workload: Workload) -> float:
         return auto.target
     if catalog.metrics[workload.config.engine].kind(workload.metric) == "gauge":
         return GAUGE_TARGET
+    return design_tokens_per_s(catalog, workload)
+
+
+def design_tokens_per_s(catalog: Catalog, workload: Workload) -> float:
+    """Output tokens/s one replica is meant to carry: a share of what it decodes at full batch, each sequence half-way
+    through max_context (the default target of a token-rate HPA, and the load tests' design load per replica)."""
     capacity = replica_capacity(catalog, workload)
     return float(round(RATE_TARGET_SHARE * capacity.decode_tokens_per_s(workload.config.max_context // 2)))
 

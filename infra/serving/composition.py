@@ -23,6 +23,7 @@ from infra.catalog import load as load_catalog
 from infra.config import StackConfig, Workload
 from infra.names import scratch_bucket_name
 from infra.serving import gateway as gateway_serving
+from infra.serving import load_tests, monitoring
 from infra.serving import models as model_serving
 from infra.serving.common import cluster_url, image_exceptions, scaling
 
@@ -206,6 +207,9 @@ def build(cfg: StackConfig, platform: PlatformHandles, catalog: Catalog | None =
             n for n, w in cfg.workloads.items() if w.config.engine != "jetstream-pathways" and model_serving.layout(w).nodes > 1
         }
         outputs |= gateway_serving.build(cfg, platform.gcp, platform.k8s, platform.subnetwork, ready, multi_node)
+        both = pulumi.ResourceOptions.merge(platform.gcp, platform.k8s)
+        load_tests.build(cfg, catalog, both, pulumi.Output.from_input(outputs["gateway_endpoint"]).apply(str))
+    monitoring.build(cfg, catalog, platform.gcp)
     return outputs
 
 

@@ -12,6 +12,7 @@ from infra.config.checks.capacity import check_capacity
 from infra.config.checks.context import CheckContext
 from infra.config.checks.names import check_names
 from infra.config.checks.network_cluster import check_cluster, check_network
+from infra.config.checks.operations import check_operations
 from infra.config.checks.pools import gpu_pool, tpu_pool
 from infra.config.checks.serving import check_compute_classes, check_gateway_and_monitoring, check_storage
 from infra.config.checks.workloads import check_pathways_pools, workload
@@ -38,4 +39,5 @@ def resolve(ctx: CheckContext) -> tuple[dict[str, TpuPool], dict[str, GpuPool], 
     check_storage(ctx, zones)
     check_gateway_and_monitoring(ctx)
     check_bounds(ctx, workloads)
+    check_operations(ctx, workloads)
     return tpu, gpu, workloads
