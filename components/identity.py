@@ -57,13 +57,20 @@ def grant_bucket_role(
     project: str,
     parent: pulumi.Resource,
     object_prefix: str | None = None,
+    bucket_only: bool = False,
 ) -> None:
     """One BucketIAMMember per account, named `<prefix>-<namespace>-<account>` (`<prefix>-<name>` for a Google
     account) and parented to `parent`; with
-    `object_prefix`, an IAM condition limits the role to objects under it (the bucket uses uniform access)."""
+    `object_prefix`, an IAM condition limits the role to objects under it (the bucket uses uniform access); with
+    `bucket_only`, to the bucket resource itself (its metadata), no object."""
     number = gcp.organizations.get_project_output(project_id=project, opts=pulumi.InvokeOutputOptions(parent=parent)).number
     condition = None
-    if object_prefix is not None:
+    if bucket_only:
+        condition = gcp.storage.BucketIAMMemberConditionArgs(
+            title="only the bucket itself",
+            expression=pulumi.Output.from_input(bucket).apply(lambda b: f'resource.name == "projects/_/buckets/{b}"'),
+        )
+    elif object_prefix is not None:
         condition = gcp.storage.BucketIAMMemberConditionArgs(
             title=f"only {object_prefix}"[:100],
             expression=pulumi.Output.from_input(bucket).apply(

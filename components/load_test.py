@@ -15,9 +15,10 @@ Identity: a Kubernetes service account of its own, with, on the model bucket onl
   `storage.objects.create`; inference-perf's reports are small and go up in one request anyway.
 - `roles/storage.objectViewer` on the same prefix: inference-perf calls `blob.exists()` before each upload
   (`client/filestorage/gcs.py`), which is `storage.objects.get`; without it the upload fails with 403, not 404.
-- `roles/storage.bucketViewer` on the bucket: the client opens with `lookup_bucket` (`storage.buckets.get`, bucket
-  metadata). A condition on an object prefix cannot admit the bucket itself, so this grant is unconditional; it shows
-  no object. (The legacy bucket roles would add `storage.objects.list` on every object and refuse conditions.)
+- `roles/storage.bucketViewer` on the bucket itself (a condition `resource.name == "projects/_/buckets/<bucket>"`): the
+  client opens with `lookup_bucket` (`storage.buckets.get`, bucket metadata), which an object-prefix condition cannot
+  admit. It shows no object. (The legacy bucket roles would add `storage.objects.list` on every object and refuse
+  conditions.)
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ class LoadTest(pulumi.ComponentResource):
             grant_bucket_role(
                 f"{name}-{role.rsplit('.', 1)[-1]}", args.bucket, role, member, args.project, self, args.report_prefix
             )
-        grant_bucket_role(f"{name}-{BUCKET_ROLE.rsplit('.', 1)[-1]}", args.bucket, BUCKET_ROLE, member, args.project, self)
+        grant_bucket_role(
+            f"{name}-{BUCKET_ROLE.rsplit('.', 1)[-1]}", args.bucket, BUCKET_ROLE, member, args.project, self, bucket_only=True
+        )
         config = core.ConfigMap(
             f"{name}-config",
             metadata=meta.ObjectMetaArgs(name=ksa, namespace=args.namespace, labels=labels),

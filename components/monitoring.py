@@ -179,7 +179,8 @@ class Alert:
 @dataclass(frozen=True)
 class MonitoringArgs:
     project: str
-    dashboard_name: str
+    prefix: str
+    """Prefixes every display name: two stacks in one project never show two alerts of one name."""
     sections: tuple[Section, ...]
     alerts: tuple[Alert, ...]
     notification_channels: tuple[str, ...]
@@ -196,14 +197,14 @@ class Monitoring(pulumi.ComponentResource):
         gcp.monitoring.Dashboard(
             f"{name}-dashboard",
             project=args.project,
-            dashboard_json=json.dumps(dashboard_json(args.dashboard_name, args.sections), sort_keys=True),
+            dashboard_json=json.dumps(dashboard_json(f"{args.prefix} inference", args.sections), sort_keys=True),
             opts=child,
         )
         for alert in args.alerts:
             gcp.monitoring.AlertPolicy(
                 f"{name}-{alert.name}",
                 project=args.project,
-                display_name=alert.name,
+                display_name=f"{args.prefix} {alert.name}",
                 combiner=alert.combiner,
                 conditions=[c.args() for c in alert.conditions],
                 documentation=gcp.monitoring.AlertPolicyDocumentationArgs(content=alert.runbook, mime_type="text/markdown"),

@@ -47,6 +47,8 @@ BASE: dict[str, Any] = {
         },
         "small": {"engine": "vllm", "model": "llama-3.1-8b", "gpu_pool": "l4", "max_context": 4096, "max_num_seqs": 4},
     },
+    # Alerts notify someone, which prod requires (tests that switch the environment to prod rely on it).
+    "gke-inference:monitoring": {"notification_channels": ["projects/acme-test-1/notificationChannels/42"]},
 }
 
 

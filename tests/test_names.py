@@ -42,6 +42,9 @@ IDENTITY: dict[str, tuple[str, ...]] = {
     "gcp:storage/bucketIAMMember:BucketIAMMember": ("bucket", "role", "member"),
     "gcp:projects/iAMMember:IAMMember": ("project", "role", "member"),
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": ("cryptoKeyId", "role", "member"),
+    # Server-assigned IDs: what a person tells them apart by is the display name (the dashboard's is in its JSON).
+    "gcp:monitoring/alertPolicy:AlertPolicy": ("project", "displayName"),
+    "gcp:monitoring/dashboard:Dashboard": ("project", "dashboardJson"),
 }
 """What GCP identifies each resource by (a resource's provider supplies project and region when the inputs leave
 them out: both stacks here use one project and region, so leaving them out compares alike)."""

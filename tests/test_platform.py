@@ -15,10 +15,12 @@ from conftest import BASE, ENVIRONMENTS, REPO, STACKS, mutate
 
 from components.compute_class import compute_class_spec
 from components.identity import workload_principal
+from components.load_test import BUCKET_ROLE, PREFIX_ROLES, account_name
 from components.node_pools import COMPUTE_CLASS_KEY, POOL_LABEL
 from infra.config import StackConfig, Workload, load_config
 from infra.names import node_account_id, pathways_account_id, scratch_bucket_name, stack_prefix
 from infra.platform.composition import compute_class_args, tpu_node_pool_names
+from infra.serving import load_tests
 from infra.tooling.cli import main
 from infra.tooling.plan import FAKE_PROJECT_NUMBER, StackFile, run
 
@@ -127,13 +129,23 @@ def test_serving_accounts_read_weights_through_workload_identity(plans: dict[str
     on_models = [m for m in members if m["bucket"] == cfg.bucket_name]
     readers = [m for m in on_models if "condition" not in m]
     assert {m["role"] for m in readers} == {"roles/storage.objectViewer"}  # nobody serving may write the weights
-    # A batch Job may write only its own results folder: an IAM condition on the object prefix.
+    # A batch Job may write only its own results folder: an IAM condition on the object prefix. A load test may add
+    # (not overwrite) reports under benchmarks/<workload>/ and read the bucket's own metadata, nothing else.
+    tested = load_tests.tested(cfg)
     for m in (m for m in on_models if "condition" in m):
-        workload = m["member"].rsplit("/sa/", 1)[1]
-        assert cfg.workloads[workload].config.batch is not None
-        assert m["condition"]["expression"] == (
-            f'resource.name.startsWith("projects/_/buckets/{cfg.bucket_name}/objects/batch/{workload}/")'
-        )
+        account = m["member"].rsplit("/sa/", 1)[1]
+        expression = m["condition"]["expression"]
+        if account in {account_name(n) for n in tested}:
+            workload = account.removesuffix("-load-test")
+            assert (m["role"], expression) in {
+                (role, f'resource.name.startsWith("projects/_/buckets/{cfg.bucket_name}/objects/benchmarks/{workload}/")')
+                for role in PREFIX_ROLES
+            } | {(BUCKET_ROLE, f'resource.name == "projects/_/buckets/{cfg.bucket_name}"')}
+            continue
+        assert cfg.workloads[account].config.batch is not None
+        assert expression == f'resource.name.startsWith("projects/_/buckets/{cfg.bucket_name}/objects/batch/{account}/")'
+    granted = {m["member"].rsplit("/sa/", 1)[1] for m in on_models if "condition" in m}
+    assert {account_name(n) for n in tested} <= granted
     # Kubernetes accounts read through Workload Identity wherever their pods may run with it: every engine but
     # Pathways, whose pools run with it off (their pods act as the Pathways node account) unless a compute class may
     # auto-create nodes for it. The Pathways node account is the one Google account on the buckets.

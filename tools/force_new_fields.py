@@ -21,6 +21,8 @@ FILES = {
     "gcp:compute/subnetwork:Subnetwork": ["compute/resource_compute_subnetwork.go"],
     "gcp:container/cluster:Cluster": ["container/resource_container_cluster.go"],
     "gcp:container/nodePool:NodePool": ["container/resource_container_node_pool.go", "container/node_config.go"],
+    "gcp:monitoring/alertPolicy:AlertPolicy": ["monitoring/resource_monitoring_alert_policy.go"],
+    "gcp:monitoring/dashboard:Dashboard": ["monitoring/resource_monitoring_dashboard.go"],
     "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember": ["kms/iam_kms_crypto_key.go", "../tpgiamresource/resource_iam_member.go"],
     "gcp:projects/iAMMember:IAMMember": ["resourcemanager/iam_project.go", "../tpgiamresource/resource_iam_member.go"],
     "gcp:projects/service:Service": ["resourcemanager/resource_google_project_service.go"],

@@ -325,7 +325,7 @@ def build(cfg: StackConfig, catalog: Catalog, opts: pulumi.ResourceOptions) -> N
         "monitoring",
         MonitoringArgs(
             project=cfg.project,
-            dashboard_name=f"{prefix} inference",
+            prefix=prefix,
             sections=tuple(sections),
             alerts=alerts(cfg, catalog, mon),
             notification_channels=cfg.sections.monitoring.notification_channels,
