@@ -17,6 +17,7 @@ from infra.config import StackConfig, Workload
 from infra.names import stack_prefix
 from infra.serving import models as model_serving
 from infra.serving.common import hpa_target
+from infra.tooling.operations import operations_markdown, operations_summary
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ def summarize(cfg: StackConfig, resources: list[dict[str, Any]], policy: dict[st
         },
         "policies": policy or {"ran": False, "violations": []},
         "advisories": list(cfg.advisories),
+        "operations": operations_summary(cfg, catalog, resources),
     }
 
 
@@ -376,6 +378,7 @@ def markdown(summary: dict[str, Any], diagram: str) -> str:
     if cost["unpriced"]:
         parts += ["", f"No price row for: {', '.join(cost['unpriced'])}."]
     parts += ["", "## Resources", "", _md(sorted(summary["resources"]["by_type"].items()), ["type", "count"]), ""]
+    parts += operations_markdown(summary.get("operations"))
     parts += secrets_markdown(summary.get("secrets"))
     parts += policies_markdown(summary["policies"])
     return "\n".join(parts)
