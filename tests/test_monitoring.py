@@ -23,6 +23,7 @@ from infra.config import ConfigError, StackConfig, load_config
 from infra.serving import load_tests
 from infra.serving import monitoring as serving_monitoring
 from infra.serving.common import hpa_target
+from infra.simulate.run import start_s
 from infra.tooling.cli import main
 
 NS = "gke-inference"
@@ -166,7 +167,7 @@ def test_alert_thresholds_follow_the_config(catalog: Catalog) -> None:
     cfg = load_config(raw, stack="t")
     assert before["small-saturated"][0][1] == hpa_target(catalog, cfg.workloads["small"])
     # The saturation alert waits one replica start; the unschedulable one the pool's provisioning time.
-    start = serving_monitoring.minutes(serving_monitoring.start_s(catalog, cfg.workloads["small"]))
+    start = serving_monitoring.minutes(start_s(catalog, cfg.workloads["small"]))
     assert {d for _, _, d in before["small-saturated"]} == {start}
     assert before["l4-unschedulable"][0][2] == serving_monitoring.minutes(catalog.loading.provisioning["gpu"].seconds)
     assert "small-saturated" not in alert_conditions(BASE, catalog)  # no HPA, nothing to saturate

@@ -23,15 +23,14 @@ import pulumi
 
 from components.endpoint_picker import picker_name
 from components.monitoring import Alert, Chart, Condition, Match, Monitoring, MonitoringArgs, Section, Series
-from infra import sizing
 from infra.catalog import Catalog
 from infra.catalog.monitoring import MonitoringCatalog, prometheus_type
 from infra.catalog.monitoring import load as load_monitoring
 from infra.config import StackConfig, Workload
 from infra.names import stack_prefix
 from infra.serving import gateway as gateway_serving
-from infra.serving import models as model_serving
 from infra.serving.common import hpa_target
+from infra.simulate.run import start_s
 
 PROM_RESOURCE = "prometheus_target"
 ERROR_WINDOW_S = 300
@@ -49,15 +48,6 @@ def minutes(seconds: float) -> int:
 def servers(cfg: StackConfig) -> dict[str, Workload]:
     """Real-time servers: batch Jobs have no PodMonitoring, HPA or route."""
     return {n: w for n, w in cfg.workloads.items() if w.config.batch is None}
-
-
-def start_s(catalog: Catalog, workload: Workload) -> float:
-    """The predicted start of one replica, as the HPA's scale-up period is derived from it."""
-    if workload.config.engine == "jetstream-pathways":
-        return sizing.jetstream_startup(
-            catalog.loading, workload.model, workload.config.weight_dtype, workload.tpu_pools[0].slice
-        ).predicted_s
-    return model_serving.startup(catalog, workload).predicted_s
 
 
 def engine_series(w: Workload, name: str, kind: str, **agg: object) -> Series:
