@@ -3,7 +3,7 @@
 A measurement is one figure (output tokens/s, median TPOT or TTFT) of a closed-loop benchmark at a concurrency and
 prompt/output length, with the replica it ran on. The fit minimises the sum of squared log(predicted / measured), so
 a factor of two off counts the same above and below, by a deterministic coordinate search: each factor in turn over
-a grid of its range, the range narrowing around the best value every round. Four factors and tens of points need no
+a grid of its range, the range narrowing around the best value every round, restarted until it stops improving. Four factors and tens of points need no
 more (and no numerical library).
 """
 
@@ -30,6 +30,8 @@ stand in for the host term. A host time past 2 ms a sequence, an overhead past 5
 all-reduce would be a misconfigured server, not a trait of the engine."""
 GRID = 21
 ROUNDS = 12
+RESTARTS = 20
+"""Searches restart from their result until one no longer improves the fit."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,17 @@ def fit_factors(measurements: Sequence[Measurement], start: Factors) -> Factors:
     on (an all-reduce latency without tensor parallelism) keeps its start value."""
     if not measurements:
         raise ValueError("no measurements to fit")
-    best = start
+    best, loss = start, _loss(measurements, start)
+    for _ in range(RESTARTS):
+        best = _search(measurements, best)
+        improved = _loss(measurements, best)
+        if improved > loss * (1 - 1e-6):
+            break
+        loss = improved
+    return best
+
+
+def _search(measurements: Sequence[Measurement], best: Factors) -> Factors:
     spans = {name: hi - lo for name, (lo, hi) in RANGES.items()}
     for _ in range(ROUNDS):
         for name, (lo, hi) in RANGES.items():
