@@ -53,6 +53,7 @@ CAP = ReplicaCapacity(
     prefill_mfu=1.0,
     params=1e9,
     max_concurrency=8,
+    kv_capacity_tokens=10**9,
 )
 PROMPT, OUTPUT = 500, 50
 SLO = 0.5

@@ -11,10 +11,11 @@ import math
 import re
 from functools import cache
 from importlib import resources
-from typing import Literal
+from pathlib import Path
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Provisioning = Literal["on_demand", "spot", "reservation", "flex_start"]
 Dtype = Literal["bf16", "fp8", "int8", "int4"]
@@ -34,6 +35,8 @@ class TpuGeneration(_Frozen):
     peak_bf16_tflops: float
     peak_int8_tops: float
     """Dense peaks per chip: what prefill time is derived from (``infra.simulate.capacity``)."""
+    ici_gbps: float
+    """Inter-chip interconnect, GB/s per chip in one direction: what a tensor-parallel all-reduce moves data at."""
     machine_types: dict[str, int]
     """Machine type -> TPU chips per VM (the ``google.com/tpu`` resource on one node)."""
     shapes: dict[str, tuple[str, ...]]
@@ -80,6 +83,8 @@ class GpuType(_Frozen):
     peak_bf16_tflops: float
     peak_int8_tops: float
     """Dense low-precision peak per GPU: FP8 where the GPU has it (the vendor's figure), INT8 on Ampere."""
+    interconnect_gbps: float
+    """GPU-to-GPU link (NVLink, or PCIe without it), GB/s per GPU in one direction: what an all-reduce moves data at."""
     machine_types: dict[str, int]
     """Machine type -> GPUs per VM."""
     zones: tuple[str, ...]
@@ -168,42 +173,106 @@ class EngineMetrics(_Frozen):
         return {**self.gauges, **self.rates}
 
 
-class ThroughputPoint(_Frozen):
-    """A published figure an efficiency factor was fitted to, and the model's error against it.
+class Factors(_Frozen):
+    """Efficiencies of one engine against the roofline (``infra.simulate.capacity``): the share of HBM bandwidth a step
+    streams at, the share of peak FLOP/s its matmuls reach, the host's time per running sequence a step (scheduling,
+    sampling, detokenizing and streaming its token: a third ceiling when the accelerator is faster), a fixed cost per
+    step, and the fixed latency of one all-reduce across the replica's chips."""
 
-    ``decode``: output tokens/s of one replica running ``batch`` sequences of ``context_tokens`` each.
-    ``training``: training tokens/s per chip, which costs 3x the forward FLOPs that prefill costs."""
+    decode_bandwidth_efficiency: Annotated[float, Field(gt=0, le=1)]
+    prefill_mfu: Annotated[float, Field(gt=0, le=1)]
+    host_us_per_sequence: Annotated[float, Field(ge=0)]
+    step_overhead_ms: Annotated[float, Field(ge=0)]
+    allreduce_latency_us: Annotated[float, Field(ge=0)]
 
-    kind: Literal["decode", "training"]
-    model: str
-    accelerator: str
-    """A catalog TPU generation or GPU."""
-    devices: int
-    weight_dtype: Dtype
-    kv_dtype: Dtype
-    batch: int = 1
-    context_tokens: int = 0
-    published: float
-    unit: str
+
+class EngineThroughput(Factors):
+    """An engine's factors, fitted to the fit points of published.yaml (``infra.simulate.fit``)."""
+
+    source: str
+
+
+class CalibratedFactors(Factors):
+    """An engine's factors on one accelerator, fitted to a load test's measurements (``gke-inference simulate
+    --calibrate``): they override the engine's published fit for that accelerator."""
+
     source: str
     date: str
-    error_pct: float
-    """(predicted - published) / published x 100, with the fitted factors."""
+    points: int
+    median_error: float
+    """Median of max(predicted/measured, measured/predicted) over the measurements, with these factors."""
 
 
-class EngineThroughput(_Frozen):
-    """Efficiency factors of one engine against the roofline: share of HBM bandwidth in decode, of peak FLOP/s in prefill."""
+class GpuBatchTokens(_Frozen):
+    min_memory_gib: float
+    unless: str | None = None
+    """A GPU whose catalog name contains this gets the next row (vLLM keeps A100s on the small default)."""
+    tokens: int
 
-    decode_bandwidth_efficiency: float
-    decode_source: str
-    prefill_mfu: float
-    prefill_source: str
-    calibration: tuple[ThroughputPoint, ...] = ()
+
+class VllmBatchTokens(_Frozen):
+    """vLLM's default max_num_batched_tokens for its OpenAI server, by accelerator: tokens one step may carry."""
+
+    source: str
+    gpu: tuple[GpuBatchTokens, ...]
+    """First row the GPU matches wins."""
+    tpu: dict[str, int]
+
+    def for_gpu(self, gpu: GpuType) -> int:
+        gib = gpu.memory_gb * 1e9 / 2**30
+        return next(r.tokens for r in self.gpu if gib >= r.min_memory_gib and not (r.unless and r.unless in gpu.name))
 
 
 class Throughput(_Frozen):
     as_of: str
     engines: dict[str, EngineThroughput]
+    vllm_max_num_batched_tokens: VllmBatchTokens
+    calibrated: dict[str, dict[str, CalibratedFactors]] = {}
+    """Engine -> accelerator -> factors measured there (calibrated.yaml)."""
+
+    def factors(self, engine: str, accelerator: str) -> Factors:
+        """The engine's factors on the accelerator: a calibration there if one was made, else the published fit."""
+        return self.calibrated.get(engine, {}).get(accelerator) or self.engines[engine]
+
+
+Metric = Literal["output_tokens_per_s", "tpot_ms", "ttft_ms"]
+
+
+class PublishedPoint(_Frozen):
+    """One published benchmark figure with the setup it was measured in (published.yaml)."""
+
+    id: str
+    role: Literal["fit", "test"]
+    engine: str
+    """The catalog engine whose factors predict it."""
+    engine_version: str
+    model: str
+    accelerator: str
+    devices: int
+    tensor_parallel: int
+    weight_dtype: Dtype
+    kv_dtype: Dtype
+    concurrency: int
+    """Sequences in flight: the client's concurrency, or the server's batch when the client saturates it."""
+    prompt_tokens: int
+    output_tokens: int
+    static_cache_tokens: int | None = None
+    """JetStream's fixed KV cache length per slot, read whole every step."""
+    max_batched_tokens: int | None = None
+    """vLLM max_num_batched_tokens when the source sets it (else the default for the accelerator)."""
+    metric: Metric
+    published: float
+    source: str
+    date: str
+    assumed: str = ""
+    """Setup details the source does not state, and what was taken for them."""
+
+
+class Published(_Frozen):
+    as_of: str
+    excluded: tuple[str, ...]
+    """Published figures deliberately left out, each with why."""
+    points: tuple[PublishedPoint, ...]
 
 
 class CommitWindow(_Frozen):
@@ -337,8 +406,26 @@ class Catalog(_Frozen):
         return self.machine_prices.get((machine_type, region))
 
 
+CALIBRATED = Path(__file__).with_name("calibrated.yaml")
+"""Per-accelerator factors `gke-inference simulate --calibrate` writes; absent until a load test was calibrated."""
+
+
 def _read(name: str) -> dict:
     return yaml.safe_load(resources.files(__package__).joinpath(name).read_text())
+
+
+def read_calibrated(path: Path = CALIBRATED) -> dict[str, dict[str, CalibratedFactors]]:
+    """Engine -> accelerator -> calibrated factors from `path`, or none when it does not exist."""
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return {e: {a: CalibratedFactors(**f) for a, f in accs.items()} for e, accs in data.get("engines", {}).items()}
+
+
+@cache
+def load_published() -> Published:
+    """The validation set of the capacity model: published benchmark figures, each with its setup and source."""
+    return Published(**_read("published.yaml"))
 
 
 @cache
@@ -364,7 +451,7 @@ def load() -> Catalog:
         models={k: ModelArch(name=k, **v) for k, v in mdl["models"].items()},
         machines={k: MachineShape(**v) for k, v in acc["machines"].items()},
         metrics={k: EngineMetrics(**v) for k, v in met["engines"].items()},
-        throughput=Throughput(**thr),
+        throughput=Throughput(**thr, calibrated=read_calibrated()),
         pathways=PathwaysSettings(**pws),
         loading=Loading(**{**ldg, "paths": {k: LoadPath(name=k, **v) for k, v in ldg["paths"].items()}}),
         tpu_chip_prices=tpu_prices,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from infra.catalog import CALIBRATED
 from infra.catalog import load as load_catalog
 from infra.simulate import report
 from infra.simulate.capacity import replica_capacity
@@ -66,4 +67,22 @@ def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours:
     target.mkdir(parents=True, exist_ok=True)
     (target / "simulation.md").write_text("\n".join(lines))
     click.echo(f"  -> {target / 'simulation.md'}")
+    return 0
+
+
+def calibrate(capture: Capture, results: Path, only: str | None) -> int:
+    """`simulate --calibrate`: fit the load test in `results` and write the factors to the catalog's calibrated.yaml;
+    2 on input it cannot use, writing nothing."""
+    from infra.simulate import calibrate as cal
+
+    target = CALIBRATED
+    try:
+        runs = cal.read_runs(results)
+        workload = cal.workload_for(dict(capture.config.workloads), runs, only)
+        entry = cal.calibrate(load_catalog(), workload, runs, target)
+    except cal.CalibrationError as error:
+        click.echo(f"{capture.stack}: cannot calibrate: {error}", err=True)
+        return 2
+    factors = ", ".join(f"{k} {v}" for k, v in entry.items() if k not in ("source", "date"))
+    click.echo(f"{workload.config.engine} on {cal.accelerator_of(workload)}: {factors} -> {target}")
     return 0

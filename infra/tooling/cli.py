@@ -277,6 +277,14 @@ def changed(base: Path, head: Path) -> None:
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out"), show_default=True)
 @click.option("--stacks-dir", type=click.Path(path_type=Path), default=None)
+@click.option(
+    "--calibrate",
+    "results",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Instead of simulating: fit the workload's engine factors on its accelerator to a load test's JSON (inference-perf "
+    "report or `vllm bench serve` result; a file or a folder) and write them to the catalog's calibrated.yaml.",
+)
 def simulate(
     stack: str,
     trace_file: Path | None,
@@ -285,6 +293,7 @@ def simulate(
     recommend_hours: float,
     out: Path,
     stacks_dir: Path | None,
+    results: Path | None,
 ) -> None:
     """What-if of every autoscaled workload's rendered HPA on traffic traces: TTFT, SLO share, replica-hours, cost.
 
@@ -298,6 +307,8 @@ def simulate(
     except ConfigError as error:
         click.echo(f"{stack_path}: invalid configuration\n{error}", err=True)
         sys.exit(EXIT_CONFIG)
+    if results is not None:
+        sys.exit(sim_cli.calibrate(capture, results, workload))
     sys.exit(sim_cli.simulate(capture, trace_file, workload, hours, recommend_hours, out))
 
 
