@@ -27,11 +27,8 @@ from infra.simulate.capacity import ReplicaCapacity, replica_capacity
 from infra.simulate.engine import MetricKind, Point, Result, Timing, simulate
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.run import (
-    SLO_TARGET,
-    candidates,
     hourly_per_replica,
     hpa_of,
-    recommend,
     replica_rps,
     run_case,
     timing,
@@ -347,66 +344,6 @@ def test_gemma_burst_on_staging_respects_its_hpa_and_start_time(
     steady = run_case(cfg, catalog, workload, hpa, trace_for("steady", capacity, hpa, 1.0), 1.0)
     assert steady.slo_share >= r.slo_share
     assert 0 < replica_rps(capacity) < capacity.max_concurrency / capacity.prefill_s(512)
-
-
-# ------------------------------------------------------------------------------------------------ 11. settings search
-
-
-@FEW
-@given(
-    st.integers(min_value=1, max_value=6).flatmap(lambda hi: st.tuples(st.integers(min_value=1, max_value=hi), st.just(hi))),
-    st.floats(min_value=0.1, max_value=20),
-)
-def test_candidates_include_the_current_setting_and_stay_within_bounds(bounds: tuple[int, int], target: float) -> None:
-    low, high = bounds
-    hpa = HpaSpec(min_replicas=low, max_replicas=high, target=target)  # default scale-down window: 300 s
-    grid = list(candidates(hpa))
-    assert hpa in grid
-    assert len(grid) == len(set(grid))
-    assert all(1 <= c.min_replicas <= c.max_replicas == high for c in grid)
-    assert all(c.scale_up == hpa.scale_up and c.tolerance == hpa.tolerance and c.sync_s == hpa.sync_s for c in grid)
-    targets = {c.target for c in grid}
-    assert target in targets and min(targets) < target < max(targets)  # a grid around the current target
-    assert all(c.target > 0 for c in grid)
-
-
-def test_candidates_keep_the_rendered_rate_limits(gemma: tuple[Workload, HpaSpec]) -> None:
-    _, hpa = gemma
-    grid = list(candidates(hpa))
-    assert all(c.scale_down.policies == hpa.scale_down.policies and c.scale_down.select_policy == "Min" for c in grid)
-    assert any((c.target, c.min_replicas) == (hpa.target, hpa.min_replicas) for c in grid)
-
-
-def test_recommend_finds_a_setting_meeting_the_slo_no_dearer_than_the_current_one(
-    staging: tuple[StackConfig, list[dict[str, Any]]], gemma: tuple[Workload, HpaSpec], catalog: Catalog
-) -> None:
-    cfg, _ = staging
-    workload, hpa = gemma
-    capacity = replica_capacity(catalog, workload)
-    hours = 0.5
-    light = builtin(
-        "steady", duration_s=int(hours * 3600), base_rps=0.1 * replica_rps(capacity), seed=5, prompt=(256, 64), output=(64, 16)
-    )
-    current = run_case(cfg, catalog, workload, hpa, light, hours)
-    assert current.slo_share >= SLO_TARGET  # the easy trace: a setting meeting the objective exists
-    found = recommend(cfg, catalog, workload, hpa, {"light": light}, hours)
-    assert found is not None
-    best, results = found
-    assert best in set(candidates(hpa))
-    assert results["light"].slo_share >= SLO_TARGET
-    assert results["light"].cost_usd <= current.cost_usd + 1e-9
-    assert results["light"] == run_case(cfg, catalog, workload, best, light, hours)
-
-
-def test_recommend_returns_none_when_nothing_meets_the_slo(
-    staging: tuple[StackConfig, list[dict[str, Any]]], gemma: tuple[Workload, HpaSpec], catalog: Catalog
-) -> None:
-    cfg, _ = staging
-    workload, hpa = gemma
-    hours = 0.25
-    rate = 2 * hpa.max_replicas * replica_rps(replica_capacity(catalog, workload))  # twice what max_replicas serve
-    flood = builtin("steady", duration_s=int(hours * 3600), base_rps=rate, seed=5, prompt=(512, 64), output=(256, 32))
-    assert recommend(cfg, catalog, workload, hpa, {"flood": flood}, hours) is None
 
 
 # ------------------------------------------------------------------------------------------------ 10. the CLI

@@ -57,6 +57,20 @@ class ReplicaCapacity:
     def prefill_s(self, prompt_tokens: int) -> float:
         return 2 * self.params * prompt_tokens / (self.peak_flops * self.prefill_mfu)
 
+    # --- placeholder of the engine contract (issue #19 part B); helper A's capacity model replaces this hunk ---------
+    max_batched_tokens: int | None = None
+    """vLLM's max_num_batched_tokens: decode tokens + prefill chunk per step; None: prefill apart, before decode."""
+    kv_capacity_tokens: int | None = None
+    """KV-cache tokens the memory fit leaves; None: unbounded."""
+    disaggregated: bool = False
+    """JetStream disaggregated: prefill on its own slice, beside the decode steps."""
+
+    def step_s(self, decode_batch: int, context_tokens_total: int, prefill_tokens: int = 0) -> float:
+        """One engine step: a token for each running sequence plus `prefill_tokens` prompt tokens chunked into it."""
+        return self.decode_step_s(decode_batch, context_tokens_total) + self.prefill_s(prefill_tokens)
+
+    # --- end of placeholder ---------------------------------------------------------------------------------------
+
 
 def capacity_of(
     catalog: Catalog,

@@ -12,7 +12,7 @@ from infra.simulate.capacity import replica_capacity
 from infra.simulate.recommend import lines as recommendation_lines
 from infra.simulate.recommend import recommendation
 from infra.simulate.run import SLO_TARGET, TRACES, run_case, trace_for
-from infra.simulate.traces import load_csv
+from infra.simulate.traces import Trace, load_csv
 from infra.tooling.plan import Capture
 
 
@@ -25,7 +25,7 @@ def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours:
     if not cases:
         click.echo(f"{capture.stack}: no autoscaled workload{f' named {only}' if only else ''}")
         return 0 if only is None else 2
-    user_trace = load_csv(trace_file) if trace_file else None
+    user_trace = Trace.of(load_csv(trace_file)) if trace_file else None
     names = [trace_file.stem] if trace_file else list(TRACES)
     rows, charts = [], []
     with click.progressbar(length=len(cases) * len(names), label=f"{capture.stack}: simulating") as bar:
@@ -33,7 +33,7 @@ def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours:
             capacity = replica_capacity(catalog, workload)
             for name in names:
                 trace = user_trace if user_trace is not None else trace_for(name, capacity, hpa, hours)
-                span = hours if user_trace is None else max(1.0, (max((r.arrival_s for r in trace), default=0) + 600) / 3600)
+                span = hours if user_trace is None else max(1.0, (max(trace.arrival_s, default=0) + 600) / 3600)
                 result = run_case(cfg, catalog, workload, hpa, trace, span)
                 rows.append(report.row(workload.name, name, result))
                 charts.append(report.chart(f"{workload.name}, {name}", result))

@@ -29,7 +29,7 @@ from infra.simulate.capacity import ReplicaCapacity, replica_capacity
 from infra.simulate.engine import MetricKind, Result, metric_kind
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.run import OUTPUT, PROMPT, SLO_TARGET, replica_rps, run_case, timing, trace_for
-from infra.simulate.traces import Request
+from infra.simulate.traces import Trace
 
 CURRENT_FACTORS = (0.5, 1.0, 2.0)
 """Around the rendered target, on the rendered metric."""
@@ -231,7 +231,7 @@ def grid(workload: Workload, hpa: HpaSpec, capacity: ReplicaCapacity, metrics: l
 
 
 class _Search:
-    def __init__(self, cfg: StackConfig, catalog: Catalog, workload: Workload, traces: dict[str, list[Request]], hours: float):
+    def __init__(self, cfg: StackConfig, catalog: Catalog, workload: Workload, traces: dict[str, Trace], hours: float):
         self.cfg, self.catalog, self.workload, self.traces, self.hours = cfg, catalog, workload, traces, hours
         self.cache: dict[Setting, Score] = {}
 
@@ -263,7 +263,7 @@ class _Search:
 
 
 def search(
-    cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, traces: dict[str, list[Request]], hours: float
+    cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, traces: dict[str, Trace], hours: float
 ) -> Recommendation:
     """The recommendation for `workload` on `traces` (see the module docstring)."""
     s = _Search(cfg, catalog, workload, traces, hours)
