@@ -92,6 +92,23 @@ def metric_kind(name: str) -> MetricKind:
     return "waiting"
 
 
+class OutOfBounds(Exception):
+    """A bounded run gave up: its SLO share is sure to end below the bound, or its cost above it."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a run must still be able to reach to matter to its caller (the settings search)."""
+
+    slo_share: float = 0.0
+    cost_usd: float = math.inf
+
+    def check(self, share_at_most: float, cost_at_least: float) -> None:
+        # The margin keeps rounding from giving up on a run that would tie.
+        if share_at_most < self.slo_share or cost_at_least > self.cost_usd * (1 + 1e-9):
+            raise OutOfBounds
+
+
 def _gauge(kind: MetricKind, ready: list[Replica], queue: int, capacity: ReplicaCapacity) -> float:
     """The per-replica average the HPA reads. KV-cache use is the share of the KV capacity the running sequences
     hold, or, with no KV bound, the share of batch slots in use."""
@@ -110,6 +127,17 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return 0.0
     return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
+
+
+def _overdue(arrivals: list[float], backlog: deque[int], ready: list[Replica], before: float) -> int:
+    """Waiting requests that arrived before `before`: sure to start after the objective (or never)."""
+    count = sum(1 for i in backlog if arrivals[i] < before)
+    for replica in ready:
+        for i in replica.waiting:  # in arrival order: routed as they come
+            if arrivals[i] >= before:
+                break
+            count += 1
+    return count
 
 
 def _route(requests: Iterable[int], ready: list[Replica]) -> None:
@@ -136,9 +164,12 @@ def simulate(
     replicas: int | None = None,
     dt: float = 1.0,
     metric: MetricKind = "waiting",
+    within: Bounds | None = None,
 ) -> Result:
     """Run `trace` for `duration_s`; with no HPA the replica count stays at `replicas`. `metric` is what the HPA's
-    gauge measures per ready replica: queued requests, running requests, or the share of the batch in use."""
+    gauge measures per ready replica: queued requests, running requests, or the share of the batch in use.
+
+    With `within`, raise :class:`OutOfBounds` as soon as the result is sure to fall outside them."""
     requests = trace if isinstance(trace, Trace) else Trace.of(trace)
     served = Served(requests, slo_ttft_s)
     serve = serve_for(capacity, served, dt)
@@ -164,6 +195,8 @@ def simulate(
     sync = hpa.sync_s if hpa else 0
     scrape_every, sync_every, minute = max(1, int(timing.scrape_s / dt)), max(1, int(sync / dt)), max(1, int(60 / dt))
     steps = int(duration_s / dt)
+    counted_arrivals = bisect_left(arrivals, (steps - 1) * dt + dt) if steps else 0
+    """The slo_share's denominator: what arrives before the last step ends."""
     for step in range(steps):
         now = step * dt
         if changed or next_ready <= now:
@@ -191,6 +224,10 @@ def simulate(
                 replica.carry = min(dt + replica.carry, 0.0)
         peak_queue = max(peak_queue, queue)
         replica_seconds += len(pool) * dt
+        if within and step % scrape_every == 0:
+            missed = len(served.late) + _overdue(arrivals, backlog, ready, end - slo_ttft_s)
+            floor = (hpa.min_replicas if hpa else len(pool)) * (steps - step - 1) * dt
+            within.check(1 - missed / max(1, counted_arrivals), (replica_seconds + floor) / 3600 * hourly_per_replica)
         if step % scrape_every == 0:
             samples_t.append(now)
             if rated:
@@ -218,7 +255,7 @@ def simulate(
     ttfts, late = served.ttfts, served.late
     ordered = sorted(ttfts)
     missed_at = late + [arrivals[i] for i in backlog] + [arrivals[i] for p in pool for i in p.waiting]
-    return Result(
+    result = Result(
         requests=len(arrivals),
         served=len(ttfts),
         ttft_p50_s=_percentile(ordered, 0.50),
@@ -233,6 +270,9 @@ def simulate(
         missed=len(missed_at),
         missed_scaling=sum(1 for t in missed_at if scaling[min(len(scaling) - 1, int(t / dt))]),
     )
+    if within:
+        within.check(result.slo_share, result.cost_usd)
+    return result
 
 
 def sync_of(hpa: HpaSpec | None) -> float:

@@ -8,6 +8,7 @@ or `maxReplicas` in a pull request shows here), the capacity model from the cata
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from infra import sizing
@@ -15,7 +16,7 @@ from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
 from infra.serving import models as model_serving
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import Result, Timing, metric_kind, simulate
+from infra.simulate.engine import Bounds, OutOfBounds, Result, Timing, metric_kind, simulate
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.traces import Trace, builtin
 
@@ -90,6 +91,7 @@ def replica_rps(capacity: ReplicaCapacity) -> float:
 
 
 def trace_for(name: str, capacity: ReplicaCapacity, hpa: HpaSpec, hours: float, seed: int = 0) -> Trace:
+    """The built-in trace `name` at UTILIZATION of the minimum replicas' throughput."""
     base = UTILIZATION * replica_rps(capacity) * hpa.min_replicas
     return builtin(name, duration_s=int(hours * 3600), base_rps=base, seed=seed, prompt=PROMPT, output=OUTPUT)  # type: ignore[arg-type]
 
@@ -99,6 +101,58 @@ def autoscaled(cfg: StackConfig, resources: list[dict[str, Any]]) -> Iterator[tu
         hpa = hpa_of(resources, workload)
         if hpa is not None:
             yield workload, hpa
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a run of one workload takes besides its HPA and trace, derived once."""
+
+    capacity: ReplicaCapacity
+    timing: Timing
+    slo_ttft_s: float
+    hourly_per_replica: float
+    metric: str
+    """The engine metric the workload's HPA reads."""
+
+
+def case_of(cfg: StackConfig, catalog: Catalog, workload: Workload) -> Case:
+    return Case(
+        replica_capacity(catalog, workload),
+        timing(cfg, catalog, workload),
+        workload.config.slo_ttft_s,
+        hourly_per_replica(cfg, catalog, workload),
+        workload.metric,
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a case under an HPA on a trace; `metric` overrides the case's; `within`: see engine.simulate."""
+
+    case: Case
+    hpa: HpaSpec
+    trace: Trace
+    hours: float
+    metric: str | None = None
+    within: Bounds | None = None
+
+    def run(self) -> Result | None:
+        """The result, or None when it fell outside `within`."""
+        c = self.case
+        try:
+            return simulate(
+                c.capacity,
+                self.hpa,
+                c.timing,
+                self.trace,
+                duration_s=int(self.hours * 3600),
+                slo_ttft_s=c.slo_ttft_s,
+                hourly_per_replica=c.hourly_per_replica,
+                metric=metric_kind(self.metric or c.metric),
+                within=self.within,
+            )
+        except OutOfBounds:
+            return None
 
 
 def run_case(
@@ -111,16 +165,9 @@ def run_case(
     metric: str | None = None,
 ) -> Result:
     """`metric`: the engine metric the HPA reads (default: the workload's)."""
-    return simulate(
-        replica_capacity(catalog, workload),
-        hpa,
-        timing(cfg, catalog, workload),
-        trace,
-        duration_s=int(hours * 3600),
-        slo_ttft_s=workload.config.slo_ttft_s,
-        hourly_per_replica=hourly_per_replica(cfg, catalog, workload),
-        metric=metric_kind(metric or workload.metric),
-    )
+    result = Job(case_of(cfg, catalog, workload), hpa, trace, hours, metric).run()
+    assert result is not None  # no bounds
+    return result
 
 
 SLO_TARGET = 0.95
