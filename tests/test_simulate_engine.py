@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import MetricKind, Point, Result, Timing, simulate
+from infra.simulate.engine import Bounds, MetricKind, OutOfBounds, Point, Result, Timing, simulate
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.run import (
     hourly_per_replica,
@@ -404,3 +404,89 @@ def test_cli_rejects_an_unknown_workload(tmp_path: Path) -> None:
 def test_the_series_has_one_point_per_started_minute() -> None:
     assert len(sim([], duration_s=601).series) == math.ceil(601 / 60)
     assert [p.t_s for p in sim([], duration_s=180).series] == [0.0, 60.0, 120.0]
+
+
+# ------------------------------------------------------------------------------------------------ 11. batching modes
+
+
+class Roofline(ReplicaCapacity):
+    """A step lasts the larger of its memory time (the decode read) and its compute time (the prompt chunk): what a
+    roofline capacity model gives, where a chunk rides along with the decode step's weight read."""
+
+    def step_s(self, decode_batch: int, context_tokens_total: int, prefill_tokens: int = 0) -> float:
+        return max(self.decode_step_s(decode_batch, context_tokens_total), self.prefill_s(prefill_tokens))
+
+
+ROOF = Roofline(**{f.name: getattr(CAP, f.name) for f in fields(CAP)})
+CHUNKED = replace(ROOF, max_batched_tokens=CAP.max_concurrency + 200)
+"""A full batch's decode tokens and a 200-token chunk, which prefills (20 ms) within a decode step's 20 ms."""
+SPLIT = replace(CAP, disaggregated=True)
+SERIAL_RPS = CAP.max_concurrency / (CAP.max_concurrency * CAP.prefill_s(PROMPT) + (OUTPUT - 1) * DECODE_S)
+"""What one replica serves with prefill apart: 8 prefills then 49 decode steps per 8 requests (5.8/s)."""
+
+
+def fixed(capacity: ReplicaCapacity, trace: list[Request], duration_s: int = 600) -> Result:
+    return simulate(capacity, None, FAST, trace, duration_s=duration_s, slo_ttft_s=SLO, hourly_per_replica=PRICE, replicas=1)
+
+
+@pytest.mark.parametrize("capacity", [CHUNKED, SPLIT], ids=["chunked", "disaggregated"])
+def test_each_batching_mode_is_deterministic_and_serves_light_load_within_the_objective(capacity: ReplicaCapacity) -> None:
+    trace = builtin("steady", duration_s=600, base_rps=2.0, seed=4, prompt=(PROMPT, 100), output=(OUTPUT, 10))
+    a, b = fixed(capacity, trace), fixed(capacity, trace)
+    assert a == b
+    assert a.served >= len(trace) - 4 and a.slo_share > 0.99
+
+
+def test_chunked_prefill_lowers_ttft_under_mixed_load_where_prefill_apart_queues() -> None:
+    """At 6.5 requests/s (over prefill apart's 5.8/s) the prompts ride along with decode steps when chunked: the
+    replica keeps up, where prefilling apart stalls decode and the queue grows."""
+    trace = uniform(6.5, 0, 600)
+    apart, chunked = fixed(ROOF, trace), fixed(CHUNKED, trace)
+    assert apart.ttft_p95_s > 10 * chunked.ttft_p95_s
+    assert chunked.slo_share > 0.95 > apart.slo_share
+    light = uniform(1.0, 0, 600)  # no queue: the first token comes after the 3 steps that carry the prompt's chunks
+    assert fixed(CHUNKED, light).ttft_p50_s == pytest.approx(3 * DECODE_S, rel=0.05)
+
+
+def test_a_chunk_budget_below_a_prompt_spreads_it_over_steps() -> None:
+    small = replace(CHUNKED, max_batched_tokens=100)  # a 500-token prompt takes at least 5 steps
+    r = fixed(small, uniform(0.5, 0, 600))
+    assert r.ttft_p50_s >= 5 * DECODE_S
+    assert fixed(CHUNKED, uniform(0.5, 0, 600)).ttft_p50_s < r.ttft_p50_s
+
+
+@pytest.mark.parametrize("capacity", [CAP, CHUNKED], ids=["prefill-apart", "chunked"])
+def test_the_kv_cache_bounds_the_running_batch(capacity: ReplicaCapacity) -> None:
+    """Room for 3 sequences of 500 + 50 tokens: the batch stays at 3 of its 8 slots, and throughput with it."""
+    bounded = replace(capacity, kv_capacity_tokens=3 * (PROMPT + OUTPUT))
+    trace = uniform(30.0, 0, 600)
+    free, tight = fixed(capacity, trace), fixed(bounded, trace)
+    three = 3 / ((OUTPUT - 1) * DECODE_S)  # a batch of 3 through its decode steps, even with its prefills hidden
+    assert tight.served <= three * 600 + 3 < 0.8 * free.served
+    roomy = replace(capacity, kv_capacity_tokens=100 * (PROMPT + OUTPUT))  # a bound that never binds changes nothing
+    assert fixed(roomy, trace) == free
+
+
+def test_disaggregated_prefill_does_not_stall_decode() -> None:
+    """Saturated, prefill on its own slice leaves decode steps alone: 8 requests per 49 decode steps (8.2/s) instead of
+    prefill apart's 5.8/s; the first token still waits for the prefill."""
+    trace = uniform(30.0, 0, 600)
+    apart, split = fixed(CAP, trace), fixed(SPLIT, trace)
+    decode_bound = CAP.max_concurrency / ((OUTPUT - 1) * DECODE_S)
+    assert apart.served <= SERIAL_RPS * 600 + 8
+    assert SERIAL_RPS * 600 + 8 < split.served <= decode_bound * 600 + 8
+    assert fixed(SPLIT, uniform(1.0, 0, 600)).ttft_p50_s == pytest.approx(CAP.prefill_s(PROMPT))
+
+
+# ------------------------------------------------------------------------------------------------ 12. bounded runs
+
+
+def test_a_bounded_run_gives_up_exactly_when_the_full_run_falls_outside() -> None:
+    full = sim(BURST, hpa=replace(HPA, max_replicas=1))
+    assert 0.1 < full.slo_share < 0.9
+    assert sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(full.slo_share)) == full
+    assert sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(0.0, full.cost_usd)) == full
+    with pytest.raises(OutOfBounds):
+        sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(full.slo_share + 1e-6))
+    with pytest.raises(OutOfBounds):
+        sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(0.0, full.cost_usd * 0.99))
