@@ -24,14 +24,11 @@ from hypothesis import strategies as st
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import MetricKind, Point, Result, Timing, simulate
+from infra.simulate.engine import Bounds, MetricKind, OutOfBounds, Point, Result, Timing, simulate
 from infra.simulate.hpa import HpaSpec
 from infra.simulate.run import (
-    SLO_TARGET,
-    candidates,
     hourly_per_replica,
     hpa_of,
-    recommend,
     replica_rps,
     run_case,
     timing,
@@ -350,66 +347,6 @@ def test_gemma_burst_on_staging_respects_its_hpa_and_start_time(
     assert 0 < replica_rps(capacity) < capacity.max_concurrency / capacity.prefill_s(512)
 
 
-# ------------------------------------------------------------------------------------------------ 11. settings search
-
-
-@FEW
-@given(
-    st.integers(min_value=1, max_value=6).flatmap(lambda hi: st.tuples(st.integers(min_value=1, max_value=hi), st.just(hi))),
-    st.floats(min_value=0.1, max_value=20),
-)
-def test_candidates_include_the_current_setting_and_stay_within_bounds(bounds: tuple[int, int], target: float) -> None:
-    low, high = bounds
-    hpa = HpaSpec(min_replicas=low, max_replicas=high, target=target)  # default scale-down window: 300 s
-    grid = list(candidates(hpa))
-    assert hpa in grid
-    assert len(grid) == len(set(grid))
-    assert all(1 <= c.min_replicas <= c.max_replicas == high for c in grid)
-    assert all(c.scale_up == hpa.scale_up and c.tolerance == hpa.tolerance and c.sync_s == hpa.sync_s for c in grid)
-    targets = {c.target for c in grid}
-    assert target in targets and min(targets) < target < max(targets)  # a grid around the current target
-    assert all(c.target > 0 for c in grid)
-
-
-def test_candidates_keep_the_rendered_rate_limits(gemma: tuple[Workload, HpaSpec]) -> None:
-    _, hpa = gemma
-    grid = list(candidates(hpa))
-    assert all(c.scale_down.policies == hpa.scale_down.policies and c.scale_down.select_policy == "Min" for c in grid)
-    assert any((c.target, c.min_replicas) == (hpa.target, hpa.min_replicas) for c in grid)
-
-
-def test_recommend_finds_a_setting_meeting_the_slo_no_dearer_than_the_current_one(
-    staging: tuple[StackConfig, list[dict[str, Any]]], gemma: tuple[Workload, HpaSpec], catalog: Catalog
-) -> None:
-    cfg, _ = staging
-    workload, hpa = gemma
-    capacity = replica_capacity(catalog, workload)
-    hours = 0.5
-    light = builtin(
-        "steady", duration_s=int(hours * 3600), base_rps=0.1 * replica_rps(capacity), seed=5, prompt=(256, 64), output=(64, 16)
-    )
-    current = run_case(cfg, catalog, workload, hpa, light, hours)
-    assert current.slo_share >= SLO_TARGET  # the easy trace: a setting meeting the objective exists
-    found = recommend(cfg, catalog, workload, hpa, {"light": light}, hours)
-    assert found is not None
-    best, results = found
-    assert best in set(candidates(hpa))
-    assert results["light"].slo_share >= SLO_TARGET
-    assert results["light"].cost_usd <= current.cost_usd + 1e-9
-    assert results["light"] == run_case(cfg, catalog, workload, best, light, hours)
-
-
-def test_recommend_returns_none_when_nothing_meets_the_slo(
-    staging: tuple[StackConfig, list[dict[str, Any]]], gemma: tuple[Workload, HpaSpec], catalog: Catalog
-) -> None:
-    cfg, _ = staging
-    workload, hpa = gemma
-    hours = 0.25
-    rate = 2 * hpa.max_replicas * replica_rps(replica_capacity(catalog, workload))  # twice what max_replicas serve
-    flood = builtin("steady", duration_s=int(hours * 3600), base_rps=rate, seed=5, prompt=(512, 64), output=(256, 32))
-    assert recommend(cfg, catalog, workload, hpa, {"flood": flood}, hours) is None
-
-
 # ------------------------------------------------------------------------------------------------ 10. the CLI
 
 
@@ -468,3 +405,81 @@ def test_cli_rejects_an_unknown_workload(tmp_path: Path) -> None:
 def test_the_series_has_one_point_per_started_minute() -> None:
     assert len(sim([], duration_s=601).series) == math.ceil(601 / 60)
     assert [p.t_s for p in sim([], duration_s=180).series] == [0.0, 60.0, 120.0]
+
+
+# ------------------------------------------------------------------------------------------------ 11. batching modes
+
+
+CHUNKED = replace(CAP, max_batched_tokens=CAP.max_concurrency + 200)
+"""A full batch's decode tokens and a 200-token chunk: the capacity model's roofline step is the larger of the weight
+read (20 ms) and the compute (208 tokens, 21 ms), so the chunk rides along with the decode step."""
+SPLIT = replace(CAP, disaggregated=True)
+SERIAL_RPS = CAP.max_concurrency / (CAP.max_concurrency * CAP.prefill_s(PROMPT) + (OUTPUT - 1) * DECODE_S)
+"""What one replica serves with prefill apart: 8 prefills then 49 decode steps per 8 requests (5.8/s)."""
+
+
+def fixed(capacity: ReplicaCapacity, trace: list[Request], duration_s: int = 600) -> Result:
+    return simulate(capacity, None, FAST, trace, duration_s=duration_s, slo_ttft_s=SLO, hourly_per_replica=PRICE, replicas=1)
+
+
+@pytest.mark.parametrize("capacity", [CHUNKED, SPLIT], ids=["chunked", "disaggregated"])
+def test_each_batching_mode_is_deterministic_and_serves_light_load_within_the_objective(capacity: ReplicaCapacity) -> None:
+    trace = builtin("steady", duration_s=600, base_rps=2.0, seed=4, prompt=(PROMPT, 100), output=(OUTPUT, 10))
+    a, b = fixed(capacity, trace), fixed(capacity, trace)
+    assert a == b
+    assert a.served >= len(trace) - 4 and a.slo_share > 0.99
+
+
+def test_chunked_prefill_lowers_ttft_under_mixed_load_where_prefill_apart_queues() -> None:
+    """At 6.5 requests/s (over prefill apart's 5.8/s) the prompts ride along with decode steps when chunked: the
+    replica keeps up, where prefilling apart stalls decode and the queue grows."""
+    trace = uniform(6.5, 0, 600)
+    apart, chunked = fixed(CAP, trace), fixed(CHUNKED, trace)
+    assert apart.ttft_p95_s > 10 * chunked.ttft_p95_s
+    assert chunked.slo_share > 0.95 > apart.slo_share
+    light = uniform(1.0, 0, 600)  # no queue: the first token comes after the 3 steps that carry the prompt's chunks
+    assert fixed(CHUNKED, light).ttft_p50_s == pytest.approx(3 * DECODE_S, rel=0.05)
+
+
+def test_a_chunk_budget_below_a_prompt_spreads_it_over_steps() -> None:
+    small = replace(CHUNKED, max_batched_tokens=100)  # a 500-token prompt takes at least 5 steps
+    r = fixed(small, uniform(0.5, 0, 600))
+    assert r.ttft_p50_s >= 5 * DECODE_S
+    assert fixed(CHUNKED, uniform(0.5, 0, 600)).ttft_p50_s < r.ttft_p50_s
+
+
+@pytest.mark.parametrize("capacity", [CAP, CHUNKED], ids=["prefill-apart", "chunked"])
+def test_the_kv_cache_bounds_the_running_batch(capacity: ReplicaCapacity) -> None:
+    """Room for 3 sequences of 500 + 50 tokens: the batch stays at 3 of its 8 slots, and throughput with it."""
+    bounded = replace(capacity, kv_capacity_tokens=3 * (PROMPT + OUTPUT))
+    trace = uniform(30.0, 0, 600)
+    free, tight = fixed(capacity, trace), fixed(bounded, trace)
+    three = 3 / ((OUTPUT - 1) * DECODE_S)  # a batch of 3 through its decode steps, even with its prefills hidden
+    assert tight.served <= three * 600 + 3 < 0.8 * free.served
+    roomy = replace(capacity, kv_capacity_tokens=100 * (PROMPT + OUTPUT))  # a bound that never binds changes nothing
+    assert fixed(roomy, trace) == free
+
+
+def test_disaggregated_prefill_does_not_stall_decode() -> None:
+    """Saturated, prefill on its own slice leaves decode steps alone: 8 requests per 49 decode steps (8.2/s) instead of
+    prefill apart's 5.8/s; the first token still waits for the prefill."""
+    trace = uniform(30.0, 0, 600)
+    apart, split = fixed(CAP, trace), fixed(SPLIT, trace)
+    decode_bound = CAP.max_concurrency / ((OUTPUT - 1) * DECODE_S)
+    assert apart.served <= SERIAL_RPS * 600 + 8
+    assert SERIAL_RPS * 600 + 8 < split.served <= decode_bound * 600 + 8
+    assert fixed(SPLIT, uniform(1.0, 0, 600)).ttft_p50_s == pytest.approx(CAP.prefill_s(PROMPT))
+
+
+# ------------------------------------------------------------------------------------------------ 12. bounded runs
+
+
+def test_a_bounded_run_gives_up_exactly_when_the_full_run_falls_outside() -> None:
+    full = sim(BURST, hpa=replace(HPA, max_replicas=1))
+    assert 0.1 < full.slo_share < 0.9
+    assert sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(full.slo_share)) == full
+    assert sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(0.0, full.cost_usd)) == full
+    with pytest.raises(OutOfBounds):
+        sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(full.slo_share + 1e-6))
+    with pytest.raises(OutOfBounds):
+        sim(BURST, hpa=replace(HPA, max_replicas=1), within=Bounds(0.0, full.cost_usd * 0.99))

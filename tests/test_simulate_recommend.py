@@ -12,19 +12,23 @@ from conftest import STACKS
 
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
+from infra.simulate import parallel
 from infra.simulate.capacity import replica_capacity
 from infra.simulate.engine import metric_kind
 from infra.simulate.hpa import HpaSpec
+from infra.simulate.parallel import Task, run_all
 from infra.simulate.recommend import (
     Recommendation,
+    Score,
     Setting,
+    grid,
     lines,
     metrics_of,
     pool_ceiling,
     recommendation,
     search,
 )
-from infra.simulate.run import SLO_TARGET, autoscaled, hpa_of, replica_rps, run_case
+from infra.simulate.run import SLO_TARGET, autoscaled, hpa_of, replica_rps, run_case, trace_for
 from infra.simulate.traces import builtin
 from infra.tooling.plan import StackFile
 from infra.tooling.plan import run as plan_run
@@ -146,3 +150,50 @@ def test_every_shipped_autoscaled_workload_gets_a_recommendation(stack: str, cat
         text = lines(rec, workload)
         assert f"{rec.current.worst:.1%}" in text[0] and f"{rec.best.worst:.1%}" in text[0]
     assert found
+
+
+@pytest.mark.parametrize("shape", ["burst", "steady"])
+def test_the_pruned_search_finds_what_scoring_the_whole_grid_finds(
+    staging: tuple[StackConfig, Workload, HpaSpec], catalog: Catalog, shape: str
+) -> None:
+    """Settings that can no longer beat the best so far stop early; the best is still the exhaustive scan's (the
+    burst: nothing meets, the closest wins as is; steady: the refinement only lowers the cost of the grid's best)."""
+    cfg, workload, hpa = staging
+    hours = 0.25
+    capacity = replica_capacity(catalog, workload)
+    trace = trace_for(shape, capacity, hpa, hours)
+    top = max(pool_ceiling(cfg, catalog, workload), hpa.max_replicas)
+    settings = [Setting(workload.metric, hpa), *grid(workload, hpa, capacity, metrics_of(catalog, workload), top)]
+    scores = [Score(x, ((shape, run_case(cfg, catalog, workload, x.hpa, trace, hours, x.metric)),)) for x in settings]
+    exhaustive = min(scores, key=Score.rank)
+    assert sum(1 for s in scores if s.rank() > exhaustive.rank()) > len(scores) / 2  # most settings could stop early
+    rec = search(cfg, catalog, workload, hpa, {shape: trace}, hours)
+    if shape == "burst":
+        assert rec.kind == "closest" and rec.best == exhaustive
+    else:
+        assert rec.kind == "meets" and exhaustive.meets and rec.best.rank() <= exhaustive.rank()
+
+
+def test_workers_give_what_this_process_gives(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg, resources = _stack("prod")
+    tasks = [Task(cfg, catalog, w.name, hpa, ("burst",), None, 0.1, 0.0) for w, hpa in autoscaled(cfg, resources)]
+    assert len(tasks) >= 2  # else run_all stays in this process
+    shown: list[tuple[str, str]] = []
+
+    class Shown:
+        def __init__(self, workload: str) -> None:
+            self.workload = workload
+
+        def phase(self, name: str, steps: int) -> None:
+            shown.append((self.workload, name))
+
+        def step(self) -> None:
+            pass
+
+        def done(self) -> None:
+            shown.append((self.workload, "done"))
+
+    spread = run_all(tasks, Shown)
+    assert shown == [(t.workload, phase) for t in tasks for phase in ("simulate", "done")]  # each workload's, in order
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 1)
+    assert run_all(tasks, Shown) == spread

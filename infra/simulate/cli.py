@@ -2,48 +2,69 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from infra.catalog import CALIBRATED
 from infra.catalog import load as load_catalog
 from infra.simulate import report
-from infra.simulate.capacity import replica_capacity
+from infra.simulate.parallel import Task, run_all
 from infra.simulate.recommend import lines as recommendation_lines
-from infra.simulate.recommend import recommendation
-from infra.simulate.run import SLO_TARGET, TRACES, run_case, trace_for
-from infra.simulate.traces import load_csv
+from infra.simulate.run import SLO_TARGET, TRACES, autoscaled
+from infra.simulate.traces import Trace, load_csv
 from infra.tooling.plan import Capture
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
+
+
+class _Bars:
+    """One progress bar per phase of a workload, on stderr (click prints only the label when it is not a terminal)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: ProgressBar[int] | None = None
+        self.left = 0
+
+    def phase(self, name: str, steps: int) -> None:
+        self.done()
+        self.left = max(1, steps)
+        self.bar = click.progressbar(length=self.left, label=f"{self.label}: {name}", file=sys.stderr)
+        self.bar.__enter__()
+
+    def step(self) -> None:
+        if self.bar and self.left > 1:
+            self.bar.update(1)
+            self.left -= 1
+
+    def done(self) -> None:
+        """Close the phase's bar, full: a bisection may stop before its bound."""
+        if self.bar:
+            self.bar.update(self.left)
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
 def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours: float, recommend_hours: float, out: Path) -> int:
     cfg, catalog = capture.config, load_catalog()
     resources = [r.as_json() for r in capture.resources]
-    from infra.simulate.run import autoscaled
-
     cases = [(w, hpa) for w, hpa in autoscaled(cfg, resources) if only in (None, w.name)]
     if not cases:
         click.echo(f"{capture.stack}: no autoscaled workload{f' named {only}' if only else ''}")
         return 0 if only is None else 2
-    user_trace = load_csv(trace_file) if trace_file else None
-    names = [trace_file.stem] if trace_file else list(TRACES)
+    recorded = Trace.of(load_csv(trace_file)) if trace_file else None
+    names = (trace_file.stem,) if trace_file else TRACES
+    tasks = [Task(cfg, catalog, w.name, hpa, names, recorded, hours, recommend_hours) for w, hpa in cases]
+    outcomes = run_all(tasks, lambda workload: _Bars(f"{capture.stack} {workload}"))
     rows, charts = [], []
-    with click.progressbar(length=len(cases) * len(names), label=f"{capture.stack}: simulating") as bar:
-        for workload, hpa in cases:
-            capacity = replica_capacity(catalog, workload)
-            for name in names:
-                trace = user_trace if user_trace is not None else trace_for(name, capacity, hpa, hours)
-                span = hours if user_trace is None else max(1.0, (max((r.arrival_s for r in trace), default=0) + 600) / 3600)
-                result = run_case(cfg, catalog, workload, hpa, trace, span)
-                rows.append(report.row(workload.name, name, result))
-                charts.append(report.chart(f"{workload.name}, {name}", result))
-                bar.update(1)
-    recommendations = []
-    if recommend_hours > 0:
-        with click.progressbar(cases, label=f"{capture.stack}: searching settings") as items:
-            for workload, hpa in items:
-                recommendations.append((workload, recommendation(cfg, catalog, workload, hpa, recommend_hours)))
+    for (workload, _), outcome in zip(cases, outcomes, strict=True):
+        for name, result in outcome.results:
+            rows.append(report.row(workload.name, name, result))
+            charts.append(report.chart(f"{workload.name}, {name}", result))
+    recommendations = [(w, o.recommendation) for (w, _), o in zip(cases, outcomes, strict=True) if o.recommendation]
     click.echo(report.table(rows))
     lines = [f"# Autoscaling what-if: {capture.stack}", "", report.table(rows, "github"), ""]
     if recommendations:

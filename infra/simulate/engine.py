@@ -13,16 +13,17 @@ pull + weight load + warmup). Deterministic: no wall clock, no randomness beyond
 
 from __future__ import annotations
 
-import heapq
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
+from infra.simulate.batching import Replica, Served, serve_for
 from infra.simulate.capacity import ReplicaCapacity
 from infra.simulate.hpa import HpaController, HpaSpec
-from infra.simulate.traces import Request
+from infra.simulate.traces import Request, Trace
 
 
 @dataclass(frozen=True)
@@ -69,27 +70,6 @@ class Result:
     was added until it served (what min replicas or warm headroom would have absorbed)."""
 
 
-@dataclass
-class _Replica:
-    ready_at: float
-    waiting: deque[Request] = field(default_factory=deque)
-    finish: list[tuple[int, int, int]] = field(default_factory=list)
-    """Heap of (emitted-token count at which a sequence finishes, its prompt tokens, the count when it joined)."""
-    emitted: int = 0
-    """Decode steps so far: each emitted one token for every running sequence."""
-    context: int = 0
-    """Tokens in the KV cache of the running sequences."""
-    carry: float = 0.0
-    """Time left over (or owed, after a long prefill) from the previous step."""
-
-    @property
-    def running(self) -> int:
-        return len(self.finish)
-
-    def load(self) -> int:
-        return len(self.waiting) + self.running
-
-
 MetricKind = Literal["waiting", "running", "slots_percent", "kv_fraction", "output_tokens_rate", "prompt_tokens_rate"]
 RATE_ALIGNMENT_S = 60.0
 """The metrics adapter serves a counter's rate over its 1-minute alignment period (GoogleCloudPlatform/k8s-stackdriver
@@ -112,25 +92,35 @@ def metric_kind(name: str) -> MetricKind:
     return "waiting"
 
 
-@dataclass
-class _Tokens:
-    """Tokens every replica has produced so far: what the engines' token counters count."""
-
-    output: int = 0
-    prompt: int = 0
-
-    def of(self, kind: MetricKind) -> int:
-        return self.output if kind == "output_tokens_rate" else self.prompt
+class OutOfBounds(Exception):
+    """A bounded run gave up: its SLO share is sure to end below the bound, or its cost above it."""
 
 
-def _gauge(kind: MetricKind, ready: list[_Replica], queue: int, concurrency: int) -> float:
-    """The per-replica average the HPA reads. KV-cache use is approximated by the share of batch slots in use."""
+@dataclass(frozen=True)
+class Bounds:
+    """What a run must still be able to reach to matter to its caller (the settings search)."""
+
+    slo_share: float = 0.0
+    cost_usd: float = math.inf
+
+    def check(self, share_at_most: float, cost_at_least: float) -> None:
+        # The margin keeps rounding from giving up on a run that would tie.
+        if share_at_most < self.slo_share or cost_at_least > self.cost_usd * (1 + 1e-9):
+            raise OutOfBounds
+
+
+def _gauge(kind: MetricKind, ready: list[Replica], queue: int, capacity: ReplicaCapacity) -> float:
+    """The per-replica average the HPA reads. KV-cache use is the share of the KV capacity the running sequences
+    hold, or, with no KV bound, the share of batch slots in use."""
+    count = max(1, len(ready))
     if kind == "waiting":
-        return queue / max(1, len(ready))
-    running = sum(r.running for r in ready) / max(1, len(ready))
+        return queue / count
+    if kind == "kv_fraction" and capacity.kv_capacity_tokens:
+        return sum(r.context for r in ready) / count / capacity.kv_capacity_tokens
+    running = sum(r.running() for r in ready) / count
     if kind == "running":
         return running
-    return running / concurrency * (100.0 if kind == "slots_percent" else 1.0)
+    return running / capacity.max_concurrency * (100.0 if kind == "slots_percent" else 1.0)
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:
@@ -139,11 +129,34 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
 
 
+def _overdue(arrivals: list[float], backlog: deque[int], ready: list[Replica], before: float) -> int:
+    """Waiting requests that arrived before `before`: sure to start after the objective (or never)."""
+    count = sum(1 for i in backlog if arrivals[i] < before)
+    for replica in ready:
+        for i in replica.waiting:  # in arrival order: routed as they come
+            if arrivals[i] >= before:
+                break
+            count += 1
+    return count
+
+
+def _route(requests: Iterable[int], ready: list[Replica]) -> None:
+    """Each request to the ready replica with the least work (the first of equals)."""
+    if len(ready) == 1:
+        ready[0].waiting.extend(requests)
+        return
+    loads = [r.load() for r in ready]
+    for i in requests:
+        k = loads.index(min(loads))
+        ready[k].waiting.append(i)
+        loads[k] += 1
+
+
 def simulate(
     capacity: ReplicaCapacity,
     hpa: HpaSpec | None,
     timing: Timing,
-    trace: list[Request],
+    trace: Trace | list[Request],
     *,
     duration_s: int,
     slo_ttft_s: float,
@@ -151,80 +164,104 @@ def simulate(
     replicas: int | None = None,
     dt: float = 1.0,
     metric: MetricKind = "waiting",
+    within: Bounds | None = None,
 ) -> Result:
     """Run `trace` for `duration_s`; with no HPA the replica count stays at `replicas`. `metric` is what the HPA's
-    gauge measures per ready replica: queued requests, running requests, or the share of the batch in use."""
+    gauge measures per ready replica: queued requests, running requests, or the share of the batch in use.
+
+    With `within`, raise :class:`OutOfBounds` as soon as the result is sure to fall outside them."""
+    requests = trace if isinstance(trace, Trace) else Trace.of(trace)
+    served = Served(requests, slo_ttft_s)
+    serve = serve_for(capacity, served, dt)
     controller = HpaController(hpa) if hpa else None
     start_count = hpa.min_replicas if hpa else (replicas or 1)
-    pool = [_Replica(ready_at=0.0) for _ in range(start_count)]
-    backlog: deque[Request] = deque()
-    ttfts: list[float] = []
-    late: list[float] = []
-    """Arrival times of the requests served after the objective."""
+    pool = [Replica(ready_at=0.0) for _ in range(start_count)]
+    ready: list[Replica] = []
+    changed = True
+    """The pool changed (or a replica got ready) since `ready` was taken."""
+    next_ready = 0.0
+    backlog: deque[int] = deque()
     scaling = bytearray(int(duration_s / dt) + 1)
     lookback = int((timing.metric_delay_s + sync_of(hpa)) / dt)
     samples_t: list[float] = []
     samples_v: list[float] = []
     counted: list[int] = []
     """The token counter at each sample (rate metrics)."""
-    tokens = _Tokens()
     rated = kind_is_rate(metric)
     series: list[Point] = []
-    arrivals = sorted(trace, key=lambda r: r.arrival_s)
+    arrivals = requests.arrival_s
     next_arrival, minute_arrivals = 0, 0
     replica_seconds, peak_queue = 0.0, 0
     sync = hpa.sync_s if hpa else 0
+    scrape_every, sync_every, minute = max(1, int(timing.scrape_s / dt)), max(1, int(sync / dt)), max(1, int(60 / dt))
     steps = int(duration_s / dt)
+    counted_arrivals = bisect_left(arrivals, (steps - 1) * dt + dt) if steps else 0
+    """The slo_share's denominator: what arrives before the last step ends."""
     for step in range(steps):
         now = step * dt
-        ready = [r for r in pool if r.ready_at <= now]
-        while next_arrival < len(arrivals) and arrivals[next_arrival].arrival_s < now + dt:
-            request = arrivals[next_arrival]
-            next_arrival += 1
-            minute_arrivals += 1
+        if changed or next_ready <= now:
+            ready = [r for r in pool if r.ready_at <= now]
+            next_ready = min((r.ready_at for r in pool if r.ready_at > now), default=math.inf)
+            changed = False
+        end = now + dt
+        if next_arrival < len(arrivals) and arrivals[next_arrival] < end:
+            last = bisect_left(arrivals, end, next_arrival)
+            minute_arrivals += last - next_arrival
             if ready:
-                min(ready, key=_Replica.load).waiting.append(request)
+                _route(range(next_arrival, last), ready)
             else:
-                backlog.append(request)
-        while backlog and ready:
-            min(ready, key=_Replica.load).waiting.append(backlog.popleft())
+                backlog.extend(range(next_arrival, last))
+            next_arrival = last
+        if backlog and ready:
+            _route(backlog, ready)
+            backlog.clear()
+        queue = len(backlog)
         for replica in ready:
-            _serve(replica, capacity, now, dt, ttfts, tokens, late, slo_ttft_s)
-        queue = len(backlog) + sum(len(r.waiting) for r in pool)
+            if replica.waiting or replica.finish or replica.pending:
+                serve(replica, now)
+                queue += len(replica.waiting)
+            else:
+                replica.carry = min(dt + replica.carry, 0.0)
         peak_queue = max(peak_queue, queue)
         replica_seconds += len(pool) * dt
-        if step % max(1, int(timing.scrape_s / dt)) == 0:
+        if within and step % scrape_every == 0:
+            missed = len(served.late) + _overdue(arrivals, backlog, ready, end - slo_ttft_s)
+            floor = (hpa.min_replicas if hpa else len(pool)) * (steps - step - 1) * dt
+            within.check(1 - missed / max(1, counted_arrivals), (replica_seconds + floor) / 3600 * hourly_per_replica)
+        if step % scrape_every == 0:
             samples_t.append(now)
             if rated:
-                counted.append(tokens.of(metric))
+                counted.append(served.output_tokens if metric == "output_tokens_rate" else served.prompt_tokens)
                 since = bisect_right(samples_t, now - RATE_ALIGNMENT_S) - 1
                 t0, c0 = (samples_t[since], counted[since]) if since >= 0 else (samples_t[0], counted[0])
                 rate = (counted[-1] - c0) / (now - t0) if now > t0 else 0.0
                 samples_v.append(rate / max(1, len(ready)))
             else:
-                samples_v.append(_gauge(metric, ready, queue, capacity.max_concurrency))
-        if controller and step % max(1, int(sync / dt)) == 0:
+                samples_v.append(_gauge(metric, ready, queue, capacity))
+        if controller and step % sync_every == 0:
             seen = bisect_right(samples_t, now - timing.metric_delay_s) - 1
             observed = samples_v[seen] if seen >= 0 else None
             desired = controller.step(now, len(pool), observed)
-            before = len(pool)
-            _resize(pool, backlog, desired, now, timing)
-            if len(pool) > before:
-                until = min(len(scaling), int(max(r.ready_at for r in pool) / dt) + 1)
-                scaling[max(0, step - lookback) : until] = b"\x01" * (until - max(0, step - lookback))
-        if step % max(1, int(60 / dt)) == 0:
+            if desired != len(pool):
+                before = len(pool)
+                _resize(pool, backlog, desired, now, timing)
+                changed = True
+                if len(pool) > before:
+                    until = min(len(scaling), int(max(r.ready_at for r in pool) / dt) + 1)
+                    scaling[max(0, step - lookback) : until] = b"\x01" * (until - max(0, step - lookback))
+        if step % minute == 0:
             series.append(Point(now, len(ready), len(pool), queue, minute_arrivals))
             minute_arrivals = 0
+    ttfts, late = served.ttfts, served.late
     ordered = sorted(ttfts)
-    waiting = [r.arrival_s for r in backlog] + [r.arrival_s for p in pool for r in p.waiting]
-    missed_at = late + waiting
-    return Result(
+    missed_at = late + [arrivals[i] for i in backlog] + [arrivals[i] for p in pool for i in p.waiting]
+    result = Result(
         requests=len(arrivals),
         served=len(ttfts),
         ttft_p50_s=_percentile(ordered, 0.50),
         ttft_p95_s=_percentile(ordered, 0.95),
         # A request still waiting at the end missed its objective.
-        slo_share=sum(1 for t in ttfts if t <= slo_ttft_s) / max(1, next_arrival),
+        slo_share=(len(ttfts) - len(late)) / max(1, next_arrival),
         peak_queue=peak_queue,
         replica_hours=replica_seconds / 3600,
         cost_usd=replica_seconds / 3600 * hourly_per_replica,
@@ -233,6 +270,9 @@ def simulate(
         missed=len(missed_at),
         missed_scaling=sum(1 for t in missed_at if scaling[min(len(scaling) - 1, int(t / dt))]),
     )
+    if within:
+        within.check(result.slo_share, result.cost_usd)
+    return result
 
 
 def sync_of(hpa: HpaSpec | None) -> float:
@@ -243,61 +283,11 @@ def kind_is_rate(kind: MetricKind) -> bool:
     return kind in ("output_tokens_rate", "prompt_tokens_rate")
 
 
-def _serve(
-    replica: _Replica,
-    capacity: ReplicaCapacity,
-    now: float,
-    dt: float,
-    ttfts: list[float],
-    tokens: _Tokens,
-    late: list[float],
-    slo_ttft_s: float,
-) -> None:
-    """One step of continuous batching: sequences join whenever a slot is free (each paying its prefill), and decode
-    runs in between, one token per running sequence per step of the capacity model."""
-    budget = dt + replica.carry
-    spent = 0.0
-    while True:
-        while replica.finish and replica.finish[0][0] <= replica.emitted:
-            done, prompt, joined = heapq.heappop(replica.finish)
-            replica.context -= prompt + (done - joined)
-        while replica.waiting and replica.running < capacity.max_concurrency and budget > 0:
-            request = replica.waiting.popleft()
-            prefill = capacity.prefill_s(request.prompt_tokens)
-            budget -= prefill
-            spent += prefill
-            # The first token comes out of the prefill, at this point of the step.
-            ttft = max(now, request.arrival_s) + spent - request.arrival_s
-            ttfts.append(ttft)
-            if ttft > slo_ttft_s:
-                late.append(request.arrival_s)
-            tokens.prompt += request.prompt_tokens
-            tokens.output += 1
-            heapq.heappush(
-                replica.finish, (replica.emitted + max(0, request.output_tokens - 1), request.prompt_tokens, replica.emitted)
-            )
-            replica.context += request.prompt_tokens
-        if not replica.finish or budget <= 0:
-            break
-        step = capacity.decode_step_s(replica.running, replica.context)
-        # Decode until the next sequence finishes (freeing a slot) or the budget runs out.
-        steps = min(replica.finish[0][0] - replica.emitted, int(budget / step))
-        if steps <= 0:
-            break
-        replica.emitted += steps
-        replica.context += steps * replica.running
-        tokens.output += steps * replica.running
-        budget -= steps * step
-        spent += steps * step
-    # Leftover time carries while sequences run (a step may outlast dt); a debt from a long prefill always carries.
-    replica.carry = budget if replica.finish else min(budget, 0.0)
-
-
-def _resize(pool: list[_Replica], backlog: deque[Request], desired: int, now: float, timing: Timing) -> None:
+def _resize(pool: list[Replica], backlog: deque[int], desired: int, now: float, timing: Timing) -> None:
     """Add replicas that serve after their start time; remove starting ones first, then the least loaded."""
     while len(pool) < desired:
         provision = timing.provision_s if len(pool) >= timing.warm_replicas else 0.0
-        pool.append(_Replica(ready_at=now + provision + timing.start_s))
+        pool.append(Replica(ready_at=now + provision + timing.start_s))
     while len(pool) > desired:
         victim = max(pool, key=lambda r: (r.ready_at, -r.load()))
         pool.remove(victim)

@@ -19,17 +19,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Literal, Protocol
 
 from infra import sizing
 from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
 from infra.config.checks.workloads import max_replicas as configured_max
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import MetricKind, Result, metric_kind
+from infra.simulate.engine import Bounds, MetricKind, Result, metric_kind
 from infra.simulate.hpa import HpaSpec
-from infra.simulate.run import OUTPUT, PROMPT, SLO_TARGET, replica_rps, run_case, timing, trace_for
-from infra.simulate.traces import Request
+from infra.simulate.run import OUTPUT, PROMPT, SLO_TARGET, Case, Job, case_of, replica_rps, trace_for
+from infra.simulate.traces import Trace
 
 CURRENT_FACTORS = (0.5, 1.0, 2.0)
 """Around the rendered target, on the rendered metric."""
@@ -230,59 +230,139 @@ def grid(workload: Workload, hpa: HpaSpec, capacity: ReplicaCapacity, metrics: l
                 yield Setting(metric, replace(hpa, target=round(base * factor, 3), min_replicas=floor, max_replicas=top))
 
 
-class _Search:
-    def __init__(self, cfg: StackConfig, catalog: Catalog, workload: Workload, traces: dict[str, list[Request]], hours: float):
-        self.cfg, self.catalog, self.workload, self.traces, self.hours = cfg, catalog, workload, traces, hours
-        self.cache: dict[Setting, Score] = {}
+def _bar(incumbent: Score) -> Bounds:
+    """What a setting must still be able to reach on every trace to rank before `incumbent` (see Score.rank)."""
+    if incumbent.meets:
+        return Bounds(SLO_TARGET, incumbent.cost)
+    return Bounds(incumbent.worst)
 
-    def score(self, setting: Setting) -> Score:
-        if setting not in self.cache:
-            results = tuple(
-                (name, run_case(self.cfg, self.catalog, self.workload, setting.hpa, trace, self.hours, setting.metric))
-                for name, trace in self.traces.items()
-            )
-            self.cache[setting] = Score(setting, results)
-        return self.cache[setting]
+
+MEETS = Bounds(SLO_TARGET)
+
+
+class Progress(Protocol):
+    """Told what runs: a phase (here "search", "refine", "blockers") of at most `steps` steps (settings), then each step."""
+
+    def phase(self, name: str, steps: int) -> None: ...
+
+    def step(self) -> None: ...
+
+
+class _Search:
+    """Scores settings, each once, on every trace. A score asked with a bar stops (None) as soon as the setting is
+    sure to miss it: the traces run worst first (as the current setting ranks them), the first that misses ends it,
+    and a run gives up mid-way (engine.Bounds)."""
+
+    def __init__(self, case: Case, traces: dict[str, Trace], hours: float, progress: Progress | None) -> None:
+        self.case, self.traces, self.hours, self.progress = case, traces, hours, progress
+        self.cache: dict[Setting, Score] = {}
+        self.order = list(traces)
+
+    def phase(self, name: str, settings: int) -> None:
+        if self.progress:
+            self.progress.phase(name, settings)
+
+    def score(self, setting: Setting, bar: Bounds | None = None) -> Score | None:
+        if setting in self.cache:
+            return self.cache[setting]
+        if self.progress:
+            self.progress.step()
+        floor_cost = setting.hpa.min_replicas * self.hours * self.case.hourly_per_replica
+        """What a trace costs at least: the minimum replicas all along."""
+        results: dict[str, Result] = {}
+        spent = 0.0
+        for n, name in enumerate(self.order, start=1):
+            within = bar and replace(bar, cost_usd=bar.cost_usd - spent - (len(self.order) - n) * floor_cost)
+            result = Job(self.case, setting.hpa, self.traces[name], self.hours, setting.metric, within).run()
+            if result is None:
+                return None
+            results[name] = result
+            spent += result.cost_usd
+        score = Score(setting, tuple((name, results[name]) for name in self.traces))
+        self.cache[setting] = score
+        return score
+
+    def full(self, setting: Setting) -> Score:
+        score = self.score(setting)
+        assert score is not None  # no bar: never stops
+        return score
+
+    def meets(self, setting: Setting) -> bool:
+        score = self.score(setting, MEETS)
+        return score is not None and score.meets
+
+    def worst_first(self, score: Score) -> None:
+        """Run the traces in the order of `score`'s shares, lowest first: a setting short of a bar fails there."""
+        shares = dict((name, r.slo_share) for name, r in score.results)
+        self.order.sort(key=lambda name: shares[name])
 
     def lowest(self, setting: Setting, field: Literal["max_replicas", "min_replicas"], low: int, high: int) -> Score | None:
         """The setting with the lowest `field` in [low, high] that meets the objective (bisection: more replicas never
         lower the share), or None when even `high` does not."""
 
-        def at(n: int) -> Score:
+        def at(n: int) -> Setting:
             hpa = setting.hpa
             changed = replace(hpa, max_replicas=n) if field == "max_replicas" else replace(hpa, min_replicas=n)
-            return self.score(Setting(setting.metric, changed))
+            return Setting(setting.metric, changed)
 
-        if not at(high).meets:
+        if not self.meets(at(high)):
             return None
         lo, hi = low - 1, high
         while lo + 1 < hi:
             mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if at(mid).meets else (mid, hi)
-        return at(hi)
+            lo, hi = (lo, mid) if self.meets(at(mid)) else (mid, hi)
+        return self.full(at(hi))
 
 
 def search(
-    cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, traces: dict[str, list[Request]], hours: float
+    cfg: StackConfig,
+    catalog: Catalog,
+    workload: Workload,
+    hpa: HpaSpec,
+    traces: dict[str, Trace],
+    hours: float,
+    progress: Progress | None = None,
 ) -> Recommendation:
-    """The recommendation for `workload` on `traces` (see the module docstring)."""
-    s = _Search(cfg, catalog, workload, traces, hours)
-    capacity = replica_capacity(catalog, workload)
+    """The recommendation for `workload` on `traces` (see the module docstring): the grid's best as an exhaustive scan
+    would rank it (the first of equals), each setting run only as far as it can still beat the best so far."""
+    case = case_of(cfg, catalog, workload)
+    s = _Search(case, traces, hours, progress)
     ceiling = pool_ceiling(cfg, catalog, workload)
     top = max(ceiling, hpa.max_replicas)
-    metrics = metrics_of(catalog, workload)
-    current = s.score(Setting(workload.metric, hpa))
-    scored = [current] + [s.score(x) for x in grid(workload, hpa, capacity, metrics, top)]
-    best = min(scored, key=Score.rank)
+    settings = list(grid(workload, hpa, case.capacity, metrics_of(catalog, workload), top))
+    s.phase("search", 1 + len(settings))
+    current = s.full(Setting(workload.metric, hpa))
+    s.worst_first(current)
+    best = own = current
+    """The best setting, and the best on the workload's own metric (the metric blocker compares them)."""
+    for setting in settings:
+        mine = setting.metric == workload.metric
+        score = s.score(setting, _bar(own if mine else best))
+        if score is None:
+            continue
+        if score.rank() < best.rank():
+            best = score
+        if mine and score.rank() < own.rank():
+            own = score
     if best.meets:
         # The cheapest scale-down window, then the lowest max_replicas that still meets the objective.
-        windows = [s.score(Setting(best.setting.metric, _window(best.setting.hpa, w))) for w in WINDOWS]
-        best = min([best, *windows], key=Score.rank)
+        s.phase("refine", len(WINDOWS) + _probes(best.setting.hpa.min_replicas, best.setting.hpa.max_replicas))
+        for seconds in WINDOWS:
+            window = s.score(Setting(best.setting.metric, _window(best.setting.hpa, seconds)), _bar(best))
+            if window is not None and window.rank() < best.rank():
+                best = window
         lowered = s.lowest(best.setting, "max_replicas", best.setting.hpa.min_replicas, best.setting.hpa.max_replicas)
         if lowered is not None and lowered.rank() <= best.rank():
             best = lowered
         return Recommendation(workload.name, current, best, ceiling)
-    return Recommendation(workload.name, current, best, ceiling, tuple(_blockers(s, workload, hpa, current, best, scored, top)))
+    return Recommendation(
+        workload.name, current, best, ceiling, tuple(_blockers(s, cfg, catalog, workload, hpa, current, best, own, top))
+    )
+
+
+def _probes(low: int, high: int) -> int:
+    """At most how many settings `_Search.lowest` scores on [low, high]."""
+    return 2 + max(0, high - low).bit_length()
 
 
 def _window(hpa: HpaSpec, seconds: int) -> HpaSpec:
@@ -290,33 +370,41 @@ def _window(hpa: HpaSpec, seconds: int) -> HpaSpec:
 
 
 def _blockers(
-    s: _Search, workload: Workload, hpa: HpaSpec, current: Score, best: Score, scored: list[Score], top: int
+    s: _Search,
+    cfg: StackConfig,
+    catalog: Catalog,
+    workload: Workload,
+    hpa: HpaSpec,
+    current: Score,
+    best: Score,
+    own: Score,
+    top: int,
 ) -> Iterator[Blocker]:
     named = False
     limit = max(2 * top, top + 4)
+    s.phase("blockers", _probes(top + 1, limit) + _probes(hpa.min_replicas + 1, limit) + 1)
     raised = s.lowest(best.setting, "max_replicas", top + 1, limit)
     if raised is not None:
         named = True
-        action = pool_action(s.cfg, s.catalog, workload, raised.setting.hpa.max_replicas)
+        action = pool_action(cfg, catalog, workload, raised.setting.hpa.max_replicas)
         yield Blocker("pool", f"{action} (worst trace {raised.worst:.1%})")
     worst = min((r for _, r in current.results), key=lambda r: r.slo_share)
     if worst.missed and worst.missed_scaling / worst.missed > START_SHARE:
         named = True
-        t = timing(s.cfg, s.catalog, workload)
+        t = s.case.timing
         # The lowest floor that meets the objective, the pool raised if it takes more than the pool holds.
         floor = s.lowest(Setting(workload.metric, replace(hpa, max_replicas=limit)), "min_replicas", hpa.min_replicas + 1, limit)
         replicas = floor.setting.hpa.min_replicas if floor else limit
         reach = f"worst trace {floor.worst:.1%}" if floor else "still short of the objective"
-        warm = warm_action(s.cfg, s.catalog, workload, replicas)
+        warm = warm_action(cfg, catalog, workload, replicas)
         text = (
             f"{worst.missed_scaling / worst.missed:.0%} of the misses arrive while replicas start "
             f"({t.start_s:.0f} s, + {t.provision_s:.0f} s beyond {t.warm_replicas} warm); "
             f"min_replicas {hpa.min_replicas} → {replicas} ({reach})"
         )
         if replicas > top:
-            text += f", with {pool_action(s.cfg, s.catalog, workload, replicas)}"
+            text += f", with {pool_action(cfg, catalog, workload, replicas)}"
         yield Blocker("start", text + (f", or warm headroom: {warm}" if warm else ""))
-    own = min((x for x in scored if x.setting.metric == workload.metric), key=Score.rank)
     if best.setting.metric != workload.metric and best.worst > own.worst:
         named = True
         yield Blocker(
@@ -325,7 +413,7 @@ def _blockers(
             f"scores {best.worst:.1%} against {own.worst:.1%} on {workload.metric}",
         )
     if not named:
-        top_score = s.score(Setting(best.setting.metric, replace(best.setting.hpa, max_replicas=limit)))
+        top_score = s.full(Setting(best.setting.metric, replace(best.setting.hpa, max_replicas=limit)))
         yield Blocker(
             "replica",
             f"even {limit} replicas reach {top_score.worst:.1%}: a faster replica (more GPUs or chips) "
@@ -333,11 +421,18 @@ def _blockers(
         )
 
 
-def recommendation(cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, hours: float) -> Recommendation:
+def recommendation(
+    cfg: StackConfig,
+    catalog: Catalog,
+    workload: Workload,
+    hpa: HpaSpec,
+    hours: float,
+    progress: Progress | None = None,
+) -> Recommendation:
     """The search on the diurnal and burst traces (the shapes that separate settings), over `hours`."""
     capacity = replica_capacity(catalog, workload)
     traces = {name: trace_for(name, capacity, hpa, hours) for name in SEARCH_TRACES}
-    return search(cfg, catalog, workload, hpa, traces, hours)
+    return search(cfg, catalog, workload, hpa, traces, hours, progress)
 
 
 def lines(rec: Recommendation, workload: Workload) -> list[str]:

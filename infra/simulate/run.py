@@ -8,7 +8,7 @@ or `maxReplicas` in a pull request shows here), the capacity model from the cata
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from infra import sizing
@@ -16,9 +16,9 @@ from infra.catalog import Catalog
 from infra.config import StackConfig, Workload
 from infra.serving import models as model_serving
 from infra.simulate.capacity import ReplicaCapacity, replica_capacity
-from infra.simulate.engine import Result, Timing, metric_kind, simulate
+from infra.simulate.engine import Bounds, OutOfBounds, Result, Timing, metric_kind, simulate
 from infra.simulate.hpa import HpaSpec
-from infra.simulate.traces import Request, builtin
+from infra.simulate.traces import Trace, builtin
 
 TRACES = ("steady", "diurnal", "burst", "ramp")
 ADAPTER_DELAY_S = 60.0
@@ -27,14 +27,6 @@ PROMPT, OUTPUT = (512.0, 256.0), (256.0, 128.0)
 """Built-in traces' (mean, sd) prompt and output tokens: a chat-like mix."""
 UTILIZATION = 0.6
 """Built-in traces run at this share of the minimum replicas' throughput on average."""
-
-
-@dataclass(frozen=True)
-class Case:
-    workload: str
-    trace: str
-    hpa: HpaSpec
-    result: Result
 
 
 def hpa_of(resources: list[dict[str, Any]], workload: Workload) -> HpaSpec | None:
@@ -98,7 +90,8 @@ def replica_rps(capacity: ReplicaCapacity) -> float:
     return batch / per_batch
 
 
-def trace_for(name: str, capacity: ReplicaCapacity, hpa: HpaSpec, hours: float, seed: int = 0) -> list[Request]:
+def trace_for(name: str, capacity: ReplicaCapacity, hpa: HpaSpec, hours: float, seed: int = 0) -> Trace:
+    """The built-in trace `name` at UTILIZATION of the minimum replicas' throughput."""
     base = UTILIZATION * replica_rps(capacity) * hpa.min_replicas
     return builtin(name, duration_s=int(hours * 3600), base_rps=base, seed=seed, prompt=PROMPT, output=OUTPUT)  # type: ignore[arg-type]
 
@@ -110,53 +103,72 @@ def autoscaled(cfg: StackConfig, resources: list[dict[str, Any]]) -> Iterator[tu
             yield workload, hpa
 
 
+@dataclass(frozen=True)
+class Case:
+    """What a run of one workload takes besides its HPA and trace, derived once."""
+
+    capacity: ReplicaCapacity
+    timing: Timing
+    slo_ttft_s: float
+    hourly_per_replica: float
+    metric: str
+    """The engine metric the workload's HPA reads."""
+
+
+def case_of(cfg: StackConfig, catalog: Catalog, workload: Workload) -> Case:
+    return Case(
+        replica_capacity(catalog, workload),
+        timing(cfg, catalog, workload),
+        workload.config.slo_ttft_s,
+        hourly_per_replica(cfg, catalog, workload),
+        workload.metric,
+    )
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: a case under an HPA on a trace; `metric` overrides the case's; `within`: see engine.simulate."""
+
+    case: Case
+    hpa: HpaSpec
+    trace: Trace
+    hours: float
+    metric: str | None = None
+    within: Bounds | None = None
+
+    def run(self) -> Result | None:
+        """The result, or None when it fell outside `within`."""
+        c = self.case
+        try:
+            return simulate(
+                c.capacity,
+                self.hpa,
+                c.timing,
+                self.trace,
+                duration_s=int(self.hours * 3600),
+                slo_ttft_s=c.slo_ttft_s,
+                hourly_per_replica=c.hourly_per_replica,
+                metric=metric_kind(self.metric or c.metric),
+                within=self.within,
+            )
+        except OutOfBounds:
+            return None
+
+
 def run_case(
     cfg: StackConfig,
     catalog: Catalog,
     workload: Workload,
     hpa: HpaSpec,
-    trace: list[Request],
+    trace: Trace,
     hours: float,
     metric: str | None = None,
 ) -> Result:
     """`metric`: the engine metric the HPA reads (default: the workload's)."""
-    return simulate(
-        replica_capacity(catalog, workload),
-        hpa,
-        timing(cfg, catalog, workload),
-        trace,
-        duration_s=int(hours * 3600),
-        slo_ttft_s=workload.config.slo_ttft_s,
-        hourly_per_replica=hourly_per_replica(cfg, catalog, workload),
-        metric=metric_kind(metric or workload.metric),
-    )
+    result = Job(case_of(cfg, catalog, workload), hpa, trace, hours, metric).run()
+    assert result is not None  # no bounds
+    return result
 
 
 SLO_TARGET = 0.95
 """A setting meets the objective when at least this share of requests starts within the workload's TTFT objective."""
-
-
-def candidates(hpa: HpaSpec) -> Iterator[HpaSpec]:
-    """A small grid around the rendered HPA: target, scale-down window, minimum replicas."""
-    floors = sorted(
-        {max(1, hpa.min_replicas - 1), hpa.min_replicas, min(hpa.max_replicas, hpa.min_replicas + 1), hpa.max_replicas}
-    )
-    for factor in (0.25, 0.5, 1.0, 2.0):
-        for window in sorted({60, 300, 900, hpa.scale_down.stabilization_s}):
-            for floor in floors:
-                down = replace(hpa.scale_down, stabilization_s=window)
-                yield replace(hpa, target=hpa.target * factor, scale_down=down, min_replicas=floor)
-
-
-def recommend(
-    cfg: StackConfig, catalog: Catalog, workload: Workload, hpa: HpaSpec, traces: dict[str, list[Request]], hours: float
-) -> tuple[HpaSpec, dict[str, Result]] | None:
-    """The cheapest candidate that meets the objective on every trace (None when none does)."""
-    best: tuple[float, HpaSpec, dict[str, Result]] | None = None
-    for candidate in candidates(hpa):
-        results = {name: run_case(cfg, catalog, workload, candidate, trace, hours) for name, trace in traces.items()}
-        if all(r.slo_share >= SLO_TARGET for r in results.values()):
-            cost = sum(r.cost_usd for r in results.values())
-            if best is None or cost < best[0] - 1e-9:
-                best = (cost, candidate, results)
-    return (best[1], best[2]) if best else None

@@ -2,21 +2,23 @@
 
 Arrivals are a non-homogeneous Poisson process (by thinning), so the same seed always gives the same trace and the
 count in any window has Poisson statistics that tests can bound. Token lengths are lognormal, the usual fit for LLM
-prompt and completion lengths: positive and right-skewed.
+prompt and completion lengths: positive and right-skewed. A day of traffic is a million requests, so the draws are
+numpy's (a few ms) and a trace is three columns (:class:`Trace`), not an object per request.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import random
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
 
 Shape = Literal["steady", "diurnal", "burst", "ramp"]
 
@@ -30,12 +32,34 @@ AZURE_HEADER = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 PLAIN_HEADER = ("arrival_s", "prompt_tokens", "output_tokens")
 _FRACTION = re.compile(r"\.\d{7,}")
 
+Floats = npt.NDArray[np.float64]
 
-@dataclass(frozen=True)
-class Request:
+
+class Request(NamedTuple):
     arrival_s: float
     prompt_tokens: int
     output_tokens: int
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Requests as columns sorted by arrival: the engine refers to a request by its index."""
+
+    arrival_s: list[float]
+    prompt_tokens: list[int]
+    output_tokens: list[int]
+
+    @classmethod
+    def of(cls, requests: Iterable[Request]) -> Trace:
+        """The requests sorted by arrival (stable: ties keep their order)."""
+        ordered = sorted(requests, key=lambda r: r[0])
+        return cls([r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered])
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+    def __iter__(self) -> Iterator[Request]:
+        return map(Request, self.arrival_s, self.prompt_tokens, self.output_tokens)
 
 
 def burst_window(duration_s: float) -> tuple[float, float]:
@@ -53,18 +77,19 @@ def rate_at(name: Shape, t: float, *, duration_s: float, base_rps: float) -> flo
     - burst: ``base_rps`` with ``BURST_FACTOR``× during :func:`burst_window` — a sudden spike the HPA must chase.
     - ramp: linear from 0.2× to 2× base over the run — sustained growth, to see whether scale-up keeps pace.
     """
-    return _rate(name, duration_s, base_rps)(t)
+    return float(_rate(name, duration_s, base_rps)(np.asarray([t], dtype=float))[0])
 
 
-def _rate(name: Shape, duration_s: float, base_rps: float) -> Callable[[float], float]:
+def _rate(name: Shape, duration_s: float, base_rps: float) -> Callable[[Floats], Floats]:
+    """The shape's rate over an array of times."""
     if name == "steady":
-        return lambda t: base_rps
+        return lambda t: np.full_like(t, base_rps)
     if name == "diurnal":
         omega = 2 * math.pi / _diurnal_period(duration_s)
-        return lambda t: base_rps * (1 + DIURNAL_SWING * math.sin(omega * t - math.pi / 2))
+        return lambda t: base_rps * (1 + DIURNAL_SWING * np.sin(omega * t - math.pi / 2))
     if name == "burst":
         start, end = burst_window(duration_s)
-        return lambda t: base_rps * (BURST_FACTOR if start <= t < end else 1.0)
+        return lambda t: np.where((start <= t) & (t < end), base_rps * BURST_FACTOR, base_rps)
     if name == "ramp":
         low, high = RAMP
         return lambda t: base_rps * (low + (high - low) * t / duration_s)
@@ -86,13 +111,14 @@ def _pieces(name: Shape, duration_s: int) -> list[float]:
     return [*sorted(e for e in edges if e < duration_s), float(duration_s)]
 
 
-def _lognormal(rng: random.Random, mean: float, sd: float) -> Callable[[], int]:
-    """A sampler of lengths with the given mean and standard deviation, rounded and clipped to at least 1 token."""
+def _lengths(rng: np.random.Generator, mean: float, sd: float, n: int) -> list[int]:
+    """`n` lognormal lengths with the given mean and standard deviation, rounded and clipped to at least 1 token."""
     if mean <= 0 or sd < 0:
         raise ValueError(f"token length needs mean > 0 and sd >= 0, got ({mean}, {sd})")
     sigma = math.sqrt(math.log1p((sd / mean) ** 2))
     mu = math.log(mean) - sigma**2 / 2
-    return lambda: max(1, round(rng.lognormvariate(mu, sigma)))
+    lengths: list[int] = np.maximum(1, np.rint(rng.lognormal(mu, sigma, n))).astype(np.int64).tolist()
+    return lengths
 
 
 def builtin(
@@ -103,28 +129,25 @@ def builtin(
     seed: int = 0,
     prompt: tuple[float, float] = (1024, 512),
     output: tuple[float, float] = (256, 128),
-) -> list[Request]:
+) -> Trace:
     """A deterministic trace of shape ``name`` (see :func:`rate_at`); ``prompt``/``output`` are (mean, sd) in tokens.
 
     Thinning runs piece by piece against each piece's own peak rather than the shape's global one, which keeps the
-    process exact while rejecting few candidates (a global 5× envelope would quintuple the work of a burst).
+    process exact while rejecting few candidates (a global 5× envelope would quintuple the work of a burst). Given
+    its Poisson count, a piece's candidates are uniform on it, so every piece is drawn at once.
     """
     rate = _rate(name, duration_s, base_rps)
     if duration_s <= 0 or base_rps < 0:
         raise ValueError(f"need duration_s > 0 and base_rps >= 0, got {duration_s}, {base_rps}")
-    rng = random.Random(seed)
-    prompt_len, output_len = _lognormal(rng, *prompt), _lognormal(rng, *output)
-    requests: list[Request] = []
-    for start, end in pairwise(_pieces(name, duration_s)):
-        peak = max(rate(start), rate(math.nextafter(end, start)))
-        t = start
-        while peak > 0:
-            t += rng.expovariate(peak)
-            if t >= end:
-                break
-            if rng.random() * peak < rate(t):
-                requests.append(Request(t, prompt_len(), output_len()))
-    return requests
+    rng = np.random.default_rng(seed)
+    edges = np.asarray(_pieces(name, duration_s))
+    starts, ends = edges[:-1], edges[1:]
+    peaks = np.maximum(rate(starts), rate(np.nextafter(ends, starts)))
+    piece = np.repeat(np.arange(starts.size), rng.poisson(peaks * (ends - starts)))
+    t = starts[piece] + rng.random(piece.size) * (ends - starts)[piece]
+    keep = (rng.random(piece.size) * peaks[piece] < rate(t)) & (t < ends[piece])
+    arrivals = np.sort(t[keep])
+    return Trace(arrivals.tolist(), _lengths(rng, *prompt, arrivals.size), _lengths(rng, *output, arrivals.size))
 
 
 def load_csv(path: str | Path) -> list[Request]:
