@@ -107,6 +107,7 @@ def test_zero_traffic_settles_at_min_replicas() -> None:
     assert [p.total for p in r.series[-5:]] == [HPA.min_replicas] * 5
     assert all(p.queue == 0 for p in r.series[-5:])
     assert r.scale_events > 0
+    assert all(p.ready <= p.total for p in r.series)  # one pool's counts, taken before a scale-down removes replicas
 
 
 def test_min_replicas_hold_under_no_traffic_at_all() -> None:

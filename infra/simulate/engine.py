@@ -238,6 +238,9 @@ def simulate(
                 samples_v.append(rate / max(1, len(ready)))
             else:
                 samples_v.append(_gauge(metric, ready, queue, capacity))
+        if step % minute == 0:  # before the HPA resizes: ready and total of one pool
+            series.append(Point(now, len(ready), len(pool), queue, minute_arrivals))
+            minute_arrivals = 0
         if controller and step % sync_every == 0:
             seen = bisect_right(samples_t, now - timing.metric_delay_s) - 1
             observed = samples_v[seen] if seen >= 0 else None
@@ -249,9 +252,6 @@ def simulate(
                 if len(pool) > before:
                     until = min(len(scaling), int(max(r.ready_at for r in pool) / dt) + 1)
                     scaling[max(0, step - lookback) : until] = b"\x01" * (until - max(0, step - lookback))
-        if step % minute == 0:
-            series.append(Point(now, len(ready), len(pool), queue, minute_arrivals))
-            minute_arrivals = 0
     ttfts, late = served.ttfts, served.late
     ordered = sorted(ttfts)
     missed_at = late + [arrivals[i] for i in backlog] + [arrivals[i] for p in pool for i in p.waiting]
