@@ -405,7 +405,7 @@ def _blockers(
         if replicas > top:
             text += f", with {pool_action(cfg, catalog, workload, replicas)}"
         yield Blocker("start", text + (f", or warm headroom: {warm}" if warm else ""))
-    if best.setting.metric != workload.metric and best.worst > own.worst:
+    if best.setting.metric != workload.metric and round(best.worst, 3) > round(own.worst, 3):  # better as printed
         named = True
         yield Blocker(
             "metric",
