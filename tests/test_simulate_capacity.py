@@ -67,7 +67,9 @@ def test_the_host_bounds_a_fast_step_per_running_sequence(catalog: Catalog) -> N
 
 
 def test_tensor_parallelism_pays_collectives_and_more_chips_stream_faster(catalog: Catalog) -> None:
-    one, four = replica(catalog, "llama-3.1-70b", devices=4, tensor_parallel=1), replica(catalog, "llama-3.1-70b", devices=4)
+    latency = catalog.throughput.engines["vllm"].model_copy(update={"allreduce_latency_us": 10.0})
+    one = replica(catalog, "llama-3.1-70b", devices=4, tensor_parallel=1, factors=latency)
+    four = replica(catalog, "llama-3.1-70b", devices=4, factors=latency)
     assert one.collective_fixed_s == one.collective_s_per_token == 0
     assert four.collective_fixed_s > 0 and four.collective_s_per_token > 0
     assert four.hbm_bandwidth_Bps == 4 * one.hbm_bandwidth_Bps
@@ -93,6 +95,18 @@ def test_chunked_prefill_shares_steps_and_the_budget_caps_them(catalog: Catalog)
     assert point.tpot_s > decode_only  # the prompts of finished requests' successors ride in the steps
     tight = serving_point(dataclasses.replace(cap, max_batched_tokens=64), 16, 1024, 128)
     assert tight.ttft_s > point.ttft_s and tight.output_tokens_per_s < point.output_tokens_per_s
+
+
+def test_past_the_budget_decodes_keep_their_pace_and_the_wait_moves_to_ttft(catalog: Catalog) -> None:
+    """vLLM schedules running decodes before prompt chunks: when prompts outrun the budget, fewer sequences decode, each
+    a token a step, and the rest wait in prefill."""
+    budget, c, p, o = 256, 32, 1024, 128  # 32 decodes + 32 x 1024 / 128 prompt tokens a step > 256
+    cap = dataclasses.replace(bare(replica(catalog)), max_batched_tokens=budget)
+    point = serving_point(cap, c, p, o)
+    fed = budget * o / (p + o)
+    assert point.tpot_s == pytest.approx(cap.step_s(fed, fed * (p + o / 2), budget - fed))
+    assert point.output_tokens_per_s == pytest.approx(fed / point.tpot_s)
+    assert point.ttft_s > serving_point(dataclasses.replace(cap, max_batched_tokens=8192), c, p, o).ttft_s
 
 
 def test_jetstream_interleaved_prefill_stalls_decode_and_disaggregated_does_not(catalog: Catalog) -> None:

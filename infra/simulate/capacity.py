@@ -129,9 +129,13 @@ def serving_point(capacity: ReplicaCapacity, concurrency: int, prompt_tokens: in
     concurrency stages do.
 
     Each step finishes concurrency / output_tokens requests, whose replacements bring that many prompts: chunked into
-    the steps (vLLM, up to max_batched_tokens a step, beyond which the budget shares steps in the ratio of prompt to
-    output tokens), run between them (JetStream interleaved), or on the prefill slice (disaggregated, which caps the
-    rate at one prompt per prefill). Throughput is Little's law over the request time, TTFT + (output - 1) x TPOT."""
+    the steps (vLLM, up to max_batched_tokens a step), run between them (JetStream interleaved), or on the prefill
+    slice (disaggregated, which caps the rate at one prompt per prefill). Throughput is Little's law over the request time, TTFT + (output - 1) x TPOT.
+
+    Past vLLM's budget (prompts arrive faster than the budget left after the decodes can prefill them), vLLM still
+    schedules every running decode first in each step, so decodes do not slow down: only as many sequences decode as
+    the budget can keep fed (budget x output / (prompt + output)), each a token a step, and the others wait in prefill,
+    which lengthens TTFT (Little's law) rather than TPOT."""
     cap, p, o = capacity, prompt_tokens, output_tokens
     c = min(concurrency, cap.concurrency_for(p + o))
     context = c * (p + o / 2)
@@ -140,11 +144,12 @@ def serving_point(capacity: ReplicaCapacity, concurrency: int, prompt_tokens: in
         prefill = c * p / o
         if c + prefill <= budget:
             tpot = cap.step_s(c, context, prefill)
+            chunk = max(1, budget - c)
+            ttft = math.ceil(p / chunk) * cap.step_s(c, context, min(p, chunk))
         else:
             decode = budget * o / (p + o)
-            tpot = cap.step_s(decode, context * decode / c, budget - decode) * c / decode
-        chunk = max(1, budget - c)
-        ttft = math.ceil(p / chunk) * cap.step_s(c, context, min(p, chunk))
+            tpot = cap.step_s(decode, context * decode / c, budget - decode)
+            ttft = (c * o / decode - (o - 1)) * tpot
     elif cap.disaggregated:
         tpot, ttft = cap.decode_step_s(c, context), cap.prefill_s(p)
     else:
