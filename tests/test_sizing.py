@@ -61,6 +61,20 @@ def test_published_params_match_dimensions(name: str) -> None:
     assert sizing.params_from_dims(model) == pytest.approx(model.params_b * 1e9, rel=0.02)
 
 
+# Exact parameter counts of two checkpoints, RMSNorm weights included: the safetensors total Hugging Face shows for
+# meta-llama/Llama-3.1-8B and mistralai/Mixtral-8x7B-v0.1 (keras-hub's mixtral_presets.py, "params": 46702792704).
+EXACT_PARAMS = {"llama-3.1-8b": 8_030_261_248, "mixtral-8x7b": 46_702_792_704}
+
+
+@pytest.mark.parametrize("name", sorted(EXACT_PARAMS))
+def test_dimensions_give_the_exact_count_with_the_norms(name: str) -> None:
+    """params_from_dims leaves out only the RMSNorm weights (two per layer and the final one, `hidden` each): the
+    MoE router (hidden x experts per layer) and the untied embeddings are in, to the parameter."""
+    model = CATALOG.models[name]
+    norms = (2 * model.layers + 1) * model.hidden
+    assert sizing.params_from_dims(model) + norms == EXACT_PARAMS[name]
+
+
 def test_gpu_examples_from_reference(catalog: Catalog) -> None:
     """sizing-prices §3.3: 70B bf16 is not feasible on 2x H100 but is on 4; 8B fits one L4."""
     h100, l4 = catalog.gpus["h100-80gb"], catalog.gpus["l4"]
