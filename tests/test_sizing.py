@@ -75,6 +75,27 @@ def test_dimensions_give_the_exact_count_with_the_norms(name: str) -> None:
     assert sizing.params_from_dims(model) + norms == EXACT_PARAMS[name]
 
 
+def test_an_moe_adds_its_experts_mlps_and_a_router_from_two_experts_up() -> None:
+    """Each extra expert is another MLP; any MoE layer (two experts or more) also has a router of hidden x experts."""
+    dense = CATALOG.models["llama-3.1-8b"]
+    for experts in (2, 8):
+        moe = dense.model_copy(update={"experts": experts})
+        per_layer = (experts - 1) * 3 * dense.hidden * dense.mlp + dense.hidden * experts
+        assert sizing.params_from_dims(moe) - sizing.params_from_dims(dense) == dense.layers * per_layer
+
+
+@pytest.mark.parametrize("provisioning", ["on_demand", "spot"])
+def test_a_tpu_pool_costs_its_chips_times_its_slices_where_the_region_has_a_price(catalog: Catalog, provisioning: str) -> None:
+    slice_ = catalog.tpu_slice("v6e", "4x4")
+    row = catalog.tpu_chip_price("v6e", "us-east5")
+    assert row is not None
+    one = sizing.tpu_pool_hourly(catalog, slice_, "us-east5", provisioning, 1)
+    assert one == row.hourly(provisioning) * slice_.chips
+    assert sizing.tpu_pool_hourly(catalog, slice_, "us-east5", provisioning, 3) == 3 * one
+    assert catalog.tpu_chip_price("v6e", "antarctica-south1") is None
+    assert sizing.tpu_pool_hourly(catalog, slice_, "antarctica-south1", provisioning, 1) is None
+
+
 def test_gpu_examples_from_reference(catalog: Catalog) -> None:
     """sizing-prices §3.3: 70B bf16 is not feasible on 2x H100 but is on 4; 8B fits one L4."""
     h100, l4 = catalog.gpus["h100-80gb"], catalog.gpus["l4"]
@@ -98,7 +119,7 @@ def test_slices_are_whole_vms(slice_: object) -> None:
 @settings(max_examples=200)
 @given(model=models, chips=st.sampled_from([1, 4, 8, 16, 32, 64, 128, 256]))
 def test_maxtext_mesh_covers_every_chip(model: object, chips: int) -> None:
-    mesh = sizing.maxtext_parallelism(model, chips)  # type: ignore[arg-type]
+    mesh = sizing.maxtext_parallelism(model, chips)
     assert mesh.product == chips
     assert model.q_heads % mesh.tensor == 0  # type: ignore[attr-defined]
     assert mesh.tensor <= sizing.MAX_TENSOR_PARALLEL_CHIPS
@@ -115,9 +136,9 @@ def test_maxtext_mesh_covers_every_chip(model: object, chips: int) -> None:
 )
 def test_smallest_slice_is_minimal(model: object, wd: str, kd: str, ctx: int, batch: int, generation: str) -> None:
     kwargs = dict(weight_dtype=wd, kv_dtype=kd, max_context=ctx, per_device_batch_size=batch)
-    chosen = sizing.smallest_tpu_slice(CATALOG, generation, model, **kwargs)  # type: ignore[arg-type]
+    chosen = sizing.smallest_tpu_slice(CATALOG, generation, model, **kwargs)
     shapes = CATALOG.tpu_slices(generation)
-    fits = [sizing.tpu_fit(model, s, **kwargs).fits for s in shapes]  # type: ignore[arg-type]
+    fits = [sizing.tpu_fit(model, s, **kwargs).fits for s in shapes]
     if chosen is None:
         assert not any(fits)
     else:
@@ -130,8 +151,8 @@ def test_smallest_slice_is_minimal(model: object, wd: str, kd: str, ctx: int, ba
 def test_more_sequences_need_more_memory(model: object, seqs: int, extra: int, ctx: int) -> None:
     gpu = CATALOG.gpus["h100-80gb"]
     kwargs = dict(engine="vllm", weight_dtype="bf16", kv_dtype="bf16", max_context=ctx)
-    a = sizing.gpu_fit(model, gpu, 8, max_num_seqs=seqs, **kwargs)  # type: ignore[arg-type]
-    b = sizing.gpu_fit(model, gpu, 8, max_num_seqs=seqs + extra, **kwargs)  # type: ignore[arg-type]
+    a = sizing.gpu_fit(model, gpu, 8, max_num_seqs=seqs, **kwargs)
+    b = sizing.gpu_fit(model, gpu, 8, max_num_seqs=seqs + extra, **kwargs)
     assert b.required_bytes > a.required_bytes and b.ratio < a.ratio
 
 
@@ -150,7 +171,7 @@ def test_gpu_layout_places_every_gpu(gpus: int, per_vm: int) -> None:
 def test_load_rate_is_no_faster_than_any_calibration_point(observed: Calibration) -> None:
     """The per-host rate predicts each observed restore in no less than the observed time (conservative)."""
     path = CATALOG.loading.paths["gcs-anywhere-cache"]
-    weights = sizing.weight_bytes(CATALOG.models[observed.model], observed.weight_dtype)  # type: ignore[arg-type]
+    weights = sizing.weight_bytes(CATALOG.models[observed.model], observed.weight_dtype)
     estimate = sizing.startup_estimate(
         CATALOG.loading, path=path.name, engine="jetstream-pathways", weight_bytes=weights, hosts=observed.hosts
     )
