@@ -110,6 +110,13 @@ models = st.sampled_from(sorted(CATALOG.models.values(), key=lambda m: m.name))
 dtypes = st.sampled_from(["bf16", "fp8", "int8", "int4"])
 
 
+def test_maxtext_tensor_parallelism_divides_both_the_chips_and_the_heads(catalog: Catalog) -> None:
+    """On a 2x4 slice (8 chips) a model with 12 query heads gets tensor 4 (8 does not divide 12, 6 not 8): both must
+    divide, the rest of the chips go to autoregressive. Catalog models have power-of-two heads, where the two agree."""
+    model = catalog.models["llama-3.1-8b"].model_copy(update={"q_heads": 12})
+    assert sizing.maxtext_parallelism(model, 8) == sizing.MaxTextParallelism(fsdp=1, autoregressive=2, tensor=4)
+
+
 @given(slice_=tpu_slices)
 def test_slices_are_whole_vms(slice_: object) -> None:
     assert slice_.chips == slice_.vms * slice_.chips_per_vm  # type: ignore[attr-defined]
