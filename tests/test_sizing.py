@@ -117,6 +117,15 @@ def test_maxtext_tensor_parallelism_divides_both_the_chips_and_the_heads(catalog
     assert sizing.maxtext_parallelism(model, 8) == sizing.MaxTextParallelism(fsdp=1, autoregressive=2, tensor=4)
 
 
+def test_pods_are_packed_largest_first() -> None:
+    """3 + 2 + 1 + 1 + 1 CPUs fill two 4-CPU nodes when the largest go first (3+1, 2+1+1); smallest first would leave
+    1 free on the first node and 2 on the second, and open a third for the 3-CPU pod."""
+    node = sizing.Pod(0, sizing.Resources(4000, 4096))
+    pods = [sizing.Pod(0, sizing.Resources(cpu, 256)) for cpu in (1000, 1000, 2000, 3000, 1000)]
+    assert sizing.nodes_for(pods, node) == 2
+    assert sizing.nodes_for([*pods, sizing.Pod(0, sizing.Resources(5000, 256))], node) is None  # fits no node
+
+
 @given(slice_=tpu_slices)
 def test_slices_are_whole_vms(slice_: object) -> None:
     assert slice_.chips == slice_.vms * slice_.chips_per_vm  # type: ignore[attr-defined]
