@@ -126,6 +126,24 @@ def test_pods_are_packed_largest_first() -> None:
     assert sizing.nodes_for([*pods, sizing.Pod(0, sizing.Resources(5000, 256))], node) is None  # fits no node
 
 
+@pytest.mark.parametrize("scarce", ["devices", "cpu", "memory"])
+def test_each_of_devices_cpu_and_memory_alone_bounds_the_pods_a_node_takes(scarce: str) -> None:
+    """A node holds 4 of the scarce resource and plenty of the others: four 1-unit pods share one node, a fifth opens
+    a second, a 5-unit pod fits none."""
+
+    def pod(units: int, plenty: int) -> sizing.Pod:
+        amounts = {"devices": plenty, "cpu": plenty * 1000, "memory": plenty * 1024} | {
+            scarce: {"devices": units, "cpu": units * 1000, "memory": units * 1024}[scarce]
+        }
+        return sizing.Pod(amounts["devices"], sizing.Resources(amounts["cpu"], amounts["memory"]))
+
+    node = pod(4, 100)
+    assert sizing.nodes_for([pod(1, 1)] * 4, node) == 1
+    assert sizing.nodes_for([pod(1, 1)] * 5, node) == 2
+    assert sizing.nodes_for([pod(1, 1)] * 9, node) == 3
+    assert sizing.nodes_for([pod(5, 1)], node) is None
+
+
 @given(slice_=tpu_slices)
 def test_slices_are_whole_vms(slice_: object) -> None:
     assert slice_.chips == slice_.vms * slice_.chips_per_vm  # type: ignore[attr-defined]
