@@ -190,6 +190,15 @@ def test_more_sequences_need_more_memory(model: object, seqs: int, extra: int, c
     assert b.required_bytes > a.required_bytes and b.ratio < a.ratio
 
 
+@pytest.mark.parametrize(("gpus", "per_vm", "tp", "pp", "nodes"), [(8, 8, 4, 2, 1), (16, 8, 4, 4, 2), (4, 8, 4, 1, 1)])
+def test_an_explicit_tensor_parallel_size_puts_the_rest_in_pipeline_stages(
+    gpus: int, per_vm: int, tp: int, pp: int, nodes: int
+) -> None:
+    assert sizing.gpu_parallelism(gpus, per_vm, tp) == sizing.GpuParallelism(
+        tensor_parallel=tp, pipeline_parallel=pp, nodes=nodes
+    )
+
+
 @given(gpus=st.integers(1, 64), per_vm=st.sampled_from([1, 2, 4, 8]))
 def test_gpu_layout_places_every_gpu(gpus: int, per_vm: int) -> None:
     layout = sizing.gpu_parallelism(gpus, per_vm)
@@ -238,6 +247,15 @@ def test_more_hosts_or_fewer_bytes_never_lengthen_the_budget(weights: float, hos
     assert more.budget_s <= one.budget_s and less.budget_s <= one.budget_s
 
 
+def test_each_engine_adds_its_catalog_warmup_and_an_engine_without_one_none(catalog: Catalog) -> None:
+    weights = sizing.weight_bytes(catalog.models["llama-3.1-8b"], "bf16")
+    for engine, warmup in catalog.loading.warmup.items():
+        estimate = sizing.startup_estimate(catalog.loading, path="gcsfuse", engine=engine, weight_bytes=weights, hosts=1)
+        assert estimate.warmup_s == warmup.seconds > 0
+    bare = catalog.loading.model_copy(update={"warmup": {}})
+    assert sizing.startup_estimate(bare, path="gcsfuse", engine="vllm", weight_bytes=weights, hosts=1).warmup_s == 0
+
+
 # ------------------------------------------------------------------------------ pod resources
 
 
@@ -246,6 +264,15 @@ def test_schedulable_is_below_the_machine_and_positive(machine: str) -> None:
     shape, node = CATALOG.machines[machine], sizing.schedulable(CATALOG.machines[machine])
     assert 0 < node.cpu_millis < shape.vcpu * 1000
     assert 0 < node.memory_mib * sizing.MIB < shape.memory_gb * sizing.GB
+
+
+def test_a_16_gb_node_keeps_gke_s_2_6_gib_reserve_and_the_eviction_threshold() -> None:
+    """GKE reserves 25 % of the first 4 GiB of memory, 20 % of the next 4 and 10 % of the next 8: 2.6 GiB on a 16 GB
+    e2-standard-4, plus the 100 MiB eviction threshold; the DaemonSet headroom comes off what is left."""
+    machine = sizing.predefined_machine("e2-standard-4")
+    assert machine is not None and machine.memory_gb == 16
+    allocatable_mib = 16 * sizing.GB / sizing.MIB - 2.6 * 1024 - 100
+    assert sizing.schedulable(machine).memory_mib == int(allocatable_mib) - sizing.DAEMONSET_HEADROOM[1]
 
 
 @pytest.mark.parametrize("machine", [m for g in CATALOG.tpus.values() for m in g.machine_types])
