@@ -194,9 +194,14 @@ def test_more_sequences_need_more_memory(model: object, seqs: int, extra: int, c
 def test_an_explicit_tensor_parallel_size_puts_the_rest_in_pipeline_stages(
     gpus: int, per_vm: int, tp: int, pp: int, nodes: int
 ) -> None:
-    assert sizing.gpu_parallelism(gpus, per_vm, tp) == sizing.GpuParallelism(
-        tensor_parallel=tp, pipeline_parallel=pp, nodes=nodes
-    )
+    layout = sizing.gpu_parallelism(gpus, per_vm, tp)
+    assert layout == sizing.GpuParallelism(tensor_parallel=tp, pipeline_parallel=pp, nodes=nodes)
+    assert type(layout.pipeline_parallel) is int  # rendered as --pipeline-parallel-size: "2.0" is no size vLLM takes
+
+
+def test_bf16_weights_take_two_bytes_per_parameter(catalog: Catalog) -> None:
+    """llama-3.1-8b's 8.03 B parameters in bf16: 16.06 GB (decimal), to float precision."""
+    assert sizing.weight_bytes(catalog.models["llama-3.1-8b"], "bf16") == pytest.approx(16.06e9, rel=1e-12)
 
 
 @given(gpus=st.integers(1, 64), per_vm=st.sampled_from([1, 2, 4, 8]))
