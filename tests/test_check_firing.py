@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -174,6 +175,16 @@ def test_tensor_parallelism_must_split_the_kv_heads_as_well_as_the_query_heads(c
 # ------------------------------------------------------------------------------------------------ coverage
 
 
+MUTMUT_NAME = re.compile(r"x_(?P<name>\w+?)__mutmut_(?:orig|\d+)")
+"""What mutmut (make mutate) renames a function to in its copy: the original and each mutant of `name`."""
+
+
+def unmutated(function: str) -> str:
+    """A function's name in the source, also when this runs over mutmut's copy of it."""
+    match = MUTMUT_NAME.fullmatch(function)
+    return match["name"] if match else function
+
+
 def check_functions() -> set[tuple[str, str]]:
     """(module, function) of every function in infra/config/checks that reports a problem (ctx.add or ctx.advise)."""
     found = set()
@@ -183,7 +194,7 @@ def check_functions() -> set[tuple[str, str]]:
             if isinstance(fn, ast.FunctionDef) and any(
                 c.func.attr in ("add", "advise") and getattr(c.func.value, "id", None) == "ctx" for c in calls
             ):
-                found.add((path.name, fn.name))
+                found.add((path.name, unmutated(fn.name)))
     return found
 
 
@@ -211,7 +222,7 @@ def fired_by(
     def recording(method: Any) -> Any:
         def record(self: CheckContext, *args: Any) -> None:
             caller = sys._getframe(1).f_code
-            fired.add((Path(caller.co_filename).name, caller.co_name))
+            fired.add((Path(caller.co_filename).name, unmutated(caller.co_name)))
             method(self, *args)
 
         return record
