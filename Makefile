@@ -6,7 +6,7 @@ PLAN_ARGS ?=
 UV := tools/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install lock plan checkov test lint check-config bench clean
+.PHONY: install lock plan checkov test lint check-config bench mutate clean
 
 # --locked: fail, rather than re-resolve, when pyproject.toml and uv.lock disagree (run `make lock`). uv syncs
 # exactly: whatever the lock does not list is removed, so the environment is the lock, nothing more. It keeps the
@@ -45,5 +45,15 @@ bench: install ## plan-time, policy-pack and simulation benchmarks
 	$(BIN)/python benchmarks/policy_time.py
 	$(BIN)/python benchmarks/simulate_time.py
 
+# Mutation testing (mutmut, configured in pyproject.toml): hours over every module; MUTANTS="infra.sizing*" runs one
+# module's mutants, MUTATE_CHILDREN how many at once. The CRD conformance tests take part where the upstream schemas
+# are (GKE_INFERENCE_SCHEMAS, else ../shared/schemas): mutmut runs the tests from mutants/, where the default path misses.
+MUTANTS ?=
+MUTATE_CHILDREN ?= 2
+GKE_INFERENCE_SCHEMAS ?= $(if $(wildcard ../shared/schemas),$(abspath ../shared/schemas))
+mutate: install ## mutation testing; surviving mutants by file (minus tests/mutation-allowlist.yaml) in mutants/report.md
+	$(if $(GKE_INFERENCE_SCHEMAS),GKE_INFERENCE_SCHEMAS=$(GKE_INFERENCE_SCHEMAS)) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	$(BIN)/python tools/mutation_report.py --out mutants/report.md
+
 clean:
-	rm -rf out .pytest_cache .mypy_cache .ruff_cache .tools
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache .tools mutants

@@ -86,7 +86,6 @@ class MemoryFit:
     """Required versus provisioned accelerator memory for one model replica (or one slice)."""
 
     shape: str
-    devices: int
     sequences: int
     weights_bytes: float
     kv_bytes: float
@@ -131,7 +130,6 @@ def memory_fit(
     provisioned = devices * device_memory_gb * GB
     return MemoryFit(
         shape=shape,
-        devices=devices,
         sequences=sequences,
         weights_bytes=weight_bytes(model, weight_dtype),
         kv_bytes=sequences * max_context * kv_bytes_per_token(model, kv_dtype),

@@ -74,6 +74,22 @@ def test_a_default_is_applied_before_the_rules_run(tmp_path: Path) -> None:
     assert check(widget({"mode": "Manual"}), index) == []
 
 
+def test_a_required_field_the_schema_defaults_may_be_omitted_and_one_it_does_not_may_not(tmp_path: Path) -> None:
+    """The API server defaults before it validates: a required field with a default is admitted absent (or null, not
+    being nullable); a required field without one is refused at its key path."""
+    spec = {
+        "type": "object",
+        "required": ["mode", "size"],
+        "properties": {"mode": {"type": "string", "default": "Auto"}, "size": {"type": "integer"}},
+    }
+    index = index_of(tmp_path, crd(spec))
+    assert check(widget({"size": 1}), index) == []
+    assert check(widget({"size": 1, "mode": None}), index) == []
+    assert messages(widget({"mode": "Manual"}), index) == [
+        "Widget ns/w: spec.size: required field missing; expected `size`, got nothing"
+    ]
+
+
 def test_structural_problems_are_reported_at_their_key_path(tmp_path: Path) -> None:
     item = {
         "type": "object",

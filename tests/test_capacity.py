@@ -9,7 +9,8 @@ from collections import defaultdict
 from typing import Any
 
 import pytest
-from conftest import BASE, ENVIRONMENTS, H100_POOL, mutate
+import yaml
+from conftest import BASE, ENVIRONMENTS, H100_POOL, STACKS, mutate
 from test_platform import load_stack
 
 from components.cluster import SYSTEM_POOL_ZONES
@@ -171,6 +172,56 @@ def test_auto_provisioning_ceilings_cover_every_node_the_workloads_scale_to(cata
     load_config(mutate(BASE, f"{NS}:cluster.node_auto_provisioning.{key}", math.ceil(total)), stack="t")
     off = mutate(BASE, f"{NS}:cluster.node_auto_provisioning", {"enabled": False, key: 1})
     load_config(off, stack="t")
+
+
+SPARE_TPU_POOL = {"topology": "2x2", "zones": ["us-east5-b"], "slices": 2, "autoscaling": {"min_slices": 1, "max_slices": 3}}
+"""A single-host pool of two node pools, each autoscaled 1..3 slices, that no workload uses."""
+
+
+def test_auto_provisioning_counts_an_idle_autoscaled_pool_at_its_minimum_not_its_maximum(catalog: Catalog) -> None:
+    """GKE keeps an unused autoscaled pool at its minimum: those nodes count against cpu_max, the room it could grow
+    to does not (no workload will grow it)."""
+    raw = mutate(BASE, f"{NS}:tpu_pools.spare", SPARE_TPU_POOL)
+    spare = load_config(raw, stack="t").tpu_pools["spare"]
+    assert spare.config.autoscaling is not None
+    kept = spare.config.slices * spare.config.autoscaling.min_slices * spare.slice.vms
+    assert kept < spare.config.max_slices * spare.slice.vms
+    total = base_cluster_totals(catalog)[0] + kept * catalog.machines[spare.slice.machine_type].vcpu
+    (line,) = problems(mutate(raw, f"{NS}:cluster.node_auto_provisioning.cpu_max", math.ceil(total) - 1))
+    assert line.startswith(f"{NS}:cluster.node_auto_provisioning.cpu_max: ") and expected_of(line) == math.ceil(total)
+    load_config(mutate(raw, f"{NS}:cluster.node_auto_provisioning.cpu_max", math.ceil(total)), stack="t")
+
+
+def test_auto_provisioning_accelerator_ceilings_are_the_pools_autoscaled_maxima() -> None:
+    """Node auto-provisioning may create TPU chips up to what every pool scales to: each node pool at its autoscaling
+    max_slices, not at the count it starts with."""
+    cfg = load_config(mutate(BASE, f"{NS}:tpu_pools.spare", SPARE_TPU_POOL), stack="t")
+    serve, spare = cfg.tpu_pools["serve"], cfg.tpu_pools["spare"]
+    assert spare.config.autoscaling is not None and spare.config.autoscaling.max_slices > 1
+    chips = (
+        serve.config.slices * serve.slice.chips + spare.config.slices * spare.config.autoscaling.max_slices * spare.slice.chips
+    )
+    limits = {limit.resource_type: limit.maximum for limit in accelerator_limits(cfg)}
+    assert limits[serve.slice.generation.gke_accelerator] == chips
+
+
+def test_a_disaggregated_server_takes_a_slice_of_each_of_its_pools_per_replica() -> None:
+    """prod's disaggregated llama2-70b runs prefill and decode on two slices of v6e-2x4 (its two slices); a second
+    server on that pool, which alone fits, cannot have a third."""
+    raw = yaml.safe_load((STACKS / "Pulumi.prod.yaml").read_text())["config"]
+    workloads = raw[f"{NS}:workloads"]
+    disaggregated = workloads["llama2-70b"]
+    assert disaggregated["mode"] == "disaggregated" and disaggregated["tpu_pools"] == ["v6e-2x4", "v6e-2x4"]
+    second = {k: v for k, v in disaggregated.items() if k != "mode"} | {"tpu_pools": ["v6e-2x4"], "justification": "throughput"}
+    workloads["second"] = second
+    raw[f"{NS}:gateway"]["routes"] = [n for n in workloads if n != "second"]  # one route per model name
+    raw[f"{NS}:cluster"]["node_auto_provisioning"]["cpu_max"] = 10_000  # room for a third slice's VMs
+    slices = raw[f"{NS}:tpu_pools"]["v6e-2x4"]["slices"]
+    assert slices == 2
+    (line,) = problems(raw)
+    assert line.startswith(f"{NS}:tpu_pools.v6e-2x4.slices: 2 workloads need 3 v6e 2x4 slices")
+    assert "llama2-70b 1 x 2 slice(s), second 1 x 1 slice(s)" in line and line.endswith("expected >= 3, or fewer replicas, got 2")
+    load_config(mutate(raw, f"{NS}:tpu_pools.v6e-2x4.slices", 3), stack="prod")
 
 
 # ------------------------------------------------------------------------------------------------ shipped stacks

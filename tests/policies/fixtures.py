@@ -18,7 +18,16 @@ from infra.tooling.policy_runner import Violation, run
 from policies.registry import POLICIES
 
 BY_NAME = {p.name: p for p in POLICIES}
-DELETE = object()
+
+
+class _Delete:
+    """`mutate`'s value for "remove the key"; its repr is stable, so test ids that show it are the same every run."""
+
+    def __repr__(self) -> str:
+        return "DELETE"
+
+
+DELETE = _Delete()
 """Mutation value that removes the key."""
 
 PROJECT = "acme-test"

@@ -154,6 +154,30 @@ def test_lws_size_counts_every_slice_of_a_multislice_group(platform: list[Captur
     ]
 
 
+def test_lws_size_flags_a_group_larger_than_its_slices(platform: list[Captured]) -> None:
+    """One pod too many is as wrong as one too few: the extra worker finds no host of the slice and the group never
+    becomes ready."""
+    slice_ = load_catalog().tpu_slice("v6e", "4x4")
+    lws = mutate(LWS, "spec.leaderWorkerTemplate.size", slice_.vms + 2)
+    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+        f"{LWS_LABEL}: size {slice_.vms + 2} but 1 x v6e 4x4 (4x ct6e-standard-4t) + 1 Pathways leader needs {slice_.vms + 1}"
+    ]
+    assert stack_messages("inf-stack-lws-size", platform, lws=mutate(LWS, "spec.leaderWorkerTemplate.size", slice_.vms + 1)) == []
+
+
+def test_a_group_whose_leader_holds_chips_has_no_extra_pod(platform: list[Captured]) -> None:
+    """A leader that requests google.com/tpu is the slice's first host, not a Pathways leader: the group is one pod per
+    VM of the slice."""
+    slice_ = load_catalog().tpu_slice("v6e", "4x4")
+    chips = str(slice_.chips_per_vm)
+    leader = "spec.leaderWorkerTemplate.leaderTemplate.spec.containers.0.resources"
+    lws = mutate(mutate(LWS, f"{leader}.limits.[google.com/tpu]", chips), f"{leader}.requests.[google.com/tpu]", chips)
+    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+        f"{LWS_LABEL}: size {slice_.vms + 1} but 1 x v6e 4x4 (4x ct6e-standard-4t) needs {slice_.vms}"
+    ]
+    assert stack_messages("inf-stack-lws-size", platform, lws=mutate(lws, "spec.leaderWorkerTemplate.size", slice_.vms)) == []
+
+
 def test_lws_subgroup_must_be_one_slice(platform: list[Captured]) -> None:
     lws = mutate(LWS, "spec.leaderWorkerTemplate.subGroupPolicy", {"subGroupSize": 2})
     assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
