@@ -25,6 +25,7 @@ from conftest import BASE, ENVIRONMENTS, REPO, STACKS, mutate
 from test_capacity import four_exposed_vllm_servers
 from test_config import problems, shared_pathways_pool
 from test_gateway_objects import BAD_GATEWAYS
+from test_monitoring import BAD_INPUTS as BAD_MONITORING
 
 from infra import sizing
 from infra.catalog import Catalog
@@ -205,6 +206,7 @@ def bad_inputs() -> Iterator[tuple[dict[str, Any], str]]:
         yield from ((raw, "test") for _, raw, _ in table)
     yield from ((with_changes(changes), "test") for _, changes, _ in BAD_GATEWAYS)
     yield from ((with_changes(case[1]), "test") for case in CASES)
+    yield from ((with_changes(changes), "t") for _, changes, _ in BAD_MONITORING)
     yield four_exposed_vllm_servers(max_nodes_per_zone=1), "test"
     yield shared_pathways_pool(), "test"
     one_chip = mutate(BASE, f"{NS}:tpu_pools.one", {"topology": "1x1", "zones": ["us-east5-b"]})
