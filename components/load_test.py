@@ -53,6 +53,7 @@ SUSPENDED_SCHEDULE = "@yearly"
 PREFIX_ROLES = ("roles/storage.objectCreator", "roles/storage.objectViewer")
 BUCKET_ROLE = "roles/storage.bucketViewer"
 HF_TOKEN_KEY = "token"
+TOKEN_DIR = "/etc/hf-token"
 """Key of the Secret the weights download writes in a namespace when a token is configured (optional here: a public
 tokenizer needs none)."""
 
@@ -192,12 +193,8 @@ class LoadTest(pulumi.ComponentResource):
             env=[
                 core.EnvVarArgs(name="HOME", value="/tmp"),
                 core.EnvVarArgs(name="HF_HOME", value="/tmp/hf"),
-                core.EnvVarArgs(
-                    name="HF_TOKEN",
-                    value_from=core.EnvVarSourceArgs(
-                        secret_key_ref=core.SecretKeySelectorArgs(name=TOKEN_SECRET, key=HF_TOKEN_KEY, optional=True)
-                    ),
-                ),
+                # huggingface_hub reads the token from this file: the Secret stays a file, never an env value.
+                core.EnvVarArgs(name="HF_TOKEN_PATH", value=f"{TOKEN_DIR}/{HF_TOKEN_KEY}"),
             ],
             resources=core.ResourceRequirementsArgs(
                 requests={"cpu": str(CPUS), "memory": "4Gi"}, limits={"cpu": str(CPUS), "memory": "4Gi"}
@@ -206,6 +203,7 @@ class LoadTest(pulumi.ComponentResource):
             volume_mounts=[
                 core.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
                 core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                core.VolumeMountArgs(name="hf-token", mount_path=TOKEN_DIR, read_only=True),
             ],
         )
         k8s.batch.v1.CronJob(
@@ -232,6 +230,10 @@ class LoadTest(pulumi.ComponentResource):
                                 volumes=[
                                     core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(name=ksa)),
                                     core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs()),
+                                    core.VolumeArgs(
+                                        name="hf-token",
+                                        secret=core.SecretVolumeSourceArgs(secret_name=TOKEN_SECRET, optional=True),
+                                    ),
                                 ],
                             ),
                         ),
