@@ -174,10 +174,9 @@ def test_the_pruned_search_finds_what_scoring_the_whole_grid_finds(
         assert rec.kind == "meets" and exhaustive.meets and rec.best.rank() <= exhaustive.rank()
 
 
-def test_workers_give_what_this_process_gives(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_give_what_this_process_gives(catalog: Catalog) -> None:
     cfg, resources = _stack("prod")
-    tasks = [Task(cfg, catalog, w.name, hpa, ("burst",), None, 0.1, 0.0) for w, hpa in autoscaled(cfg, resources)]
-    assert len(tasks) >= 2  # else run_all stays in this process
+    tasks = [Task(cfg, catalog, w.name, hpa, ("burst", "steady"), None, 0.1, 0.1) for w, hpa in autoscaled(cfg, resources)]
     shown: list[tuple[str, str]] = []
 
     class Shown:
@@ -193,7 +192,35 @@ def test_workers_give_what_this_process_gives(catalog: Catalog, monkeypatch: pyt
         def done(self) -> None:
             shown.append((self.workload, "done"))
 
-    spread = run_all(tasks, Shown)
-    assert shown == [(t.workload, phase) for t in tasks for phase in ("simulate", "done")]  # each workload's, in order
-    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 1)
+    with parallel.Workers() as on:
+        spread = run_all(tasks, Shown, on)
+    from_workers, shown[:] = list(shown), []
     assert run_all(tasks, Shown) == spread
+    assert from_workers == shown  # each workload's phases, the searches' included, in order
+    assert [w for w, phase in shown if phase == "search"] == [t.workload for t in tasks]
+
+
+def test_one_core_gets_no_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel.os, "cpu_count", lambda: 1)
+    assert parallel.workers() is None
+
+
+def test_a_setting_whose_floor_is_its_ceiling_runs_alike_whatever_it_reads(
+    staging: tuple[StackConfig, Workload, HpaSpec], catalog: Catalog
+) -> None:
+    """The search scores such settings once (recommend._alike): the HPA never resizes, so the metric, the target and
+    the window change nothing; a floor below the ceiling does scale, so there they matter."""
+    cfg, workload, hpa = staging
+    hours = 0.25
+    trace = trace_for("burst", replica_capacity(catalog, workload), hpa, hours)
+    fixed = replace(hpa, min_replicas=2, max_replicas=2)
+    variants = [(fixed, workload.metric), (replace(fixed, target=fixed.target * 4), workload.metric)]
+    variants += [
+        (replace(fixed, scale_down=replace(fixed.scale_down, stabilization_s=60)), m) for m in metrics_of(catalog, workload)
+    ]
+    results = {run_case(cfg, catalog, workload, h, trace, hours, m) for h, m in variants}
+    assert len(results) == 1
+    scaling = replace(fixed, min_replicas=1)
+    assert run_case(cfg, catalog, workload, scaling, trace, hours) != run_case(
+        cfg, catalog, workload, replace(scaling, target=scaling.target * 4), trace, hours
+    )

@@ -121,7 +121,9 @@ def _reads(
 def serial(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve:
     """Prefill apart: a request joins whenever a slot (and its KV) is free, paying its prefill; decode runs between."""
     arrivals, prompts, outputs, ttfts, late, slo, slots, kv = _reads(capacity, served)
-    prefill_s, decode_step_s = capacity.prefill_s, capacity.decode_step_s
+    step_s = capacity.stepper()
+    prefill_of: dict[int, float] = {}
+    """A prompt's prefill time by its length: prompts repeat, and a lookup is cheaper than a step."""
 
     def serve(replica: Replica, now: float) -> None:
         budget = dt + replica.carry
@@ -142,7 +144,9 @@ def serial(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve:
                 if finish and reserved + p + o + 1 > kv:
                     break
                 waiting.popleft()
-                prefill = prefill_s(p)
+                prefill = prefill_of.get(p)
+                if prefill is None:
+                    prefill = prefill_of[p] = step_s(0, 0, p)
                 budget -= prefill
                 spent += prefill
                 # The first token comes out of the prefill, at this point of the step.
@@ -159,7 +163,7 @@ def serial(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve:
             if not finish or budget <= 0:
                 break
             batch = len(finish)
-            step = decode_step_s(batch, context)
+            step = step_s(batch, context, 0)
             # Decode until the next sequence finishes (freeing a slot) or the budget runs out.
             steps = (finish[0] >> SHIFT) - emitted
             fit = int(budget / step)
@@ -186,7 +190,7 @@ def chunked(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve:
     come first served, in what is left of `max_batched_tokens`; decode-only steps between events run as one jump."""
     assert capacity.max_batched_tokens is not None
     arrivals, prompts, outputs, ttfts, late, slo, slots, kv = _reads(capacity, served)
-    step_s, tokens_per_step = capacity.step_s, capacity.max_batched_tokens
+    step_s, tokens_per_step = capacity.stepper(), capacity.max_batched_tokens
 
     def serve(replica: Replica, now: float) -> None:
         budget = dt + replica.carry
@@ -208,7 +212,9 @@ def chunked(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve:
                 i = waiting[0]
                 p = prompts[i]
                 if not partial:  # the request joins now: a slot and its KV
-                    o = max(0, outputs[i] - 1)
+                    o = outputs[i] - 1
+                    if o < 0:
+                        o = 0
                     if seqs >= slots or (seqs and reserved + p + o + 1 > kv):
                         break
                     reserved += p + o + 1
@@ -233,17 +239,19 @@ def chunked(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve:
                 prompt_total += chunk
                 for i in joined:
                     a = arrivals[i]
-                    ttft = max(now, a) + spent - a
+                    ttft = (a if a > now else now) + spent - a
                     ttfts.append(ttft)
                     if ttft > slo:
                         late.append(a)
-                    o = max(0, outputs[i] - 1)
+                    o = outputs[i] - 1
+                    if o < 0:
+                        o = 0
                     heappush(finish, (emitted + o) << SHIFT | (prompts[i] + o))
                 joined.clear()
                 continue
             if not finish:
                 break
-            step = step_s(batch, context)
+            step = step_s(batch, context, 0)
             steps = min((finish[0] >> SHIFT) - emitted, int(budget / step))
             if steps <= 0:
                 break
@@ -264,7 +272,9 @@ def disaggregated(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve
     """Disaggregated: the prefill slice prefills one request after another while a decode slot is free for it; the
     first token comes from the prefill; the request joins the decode batch at the first decode step after it."""
     arrivals, prompts, outputs, ttfts, late, slo, slots, kv = _reads(capacity, served)
-    prefill_s, step_s = capacity.prefill_s, capacity.step_s
+    step_s = capacity.stepper()
+    prefill_of: dict[int, float] = {}
+    """A prompt's prefill time by its length: prompts repeat, and a lookup is cheaper than a step."""
 
     def serve(replica: Replica, now: float) -> None:
         budget = dt + replica.carry
@@ -291,7 +301,10 @@ def disaggregated(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve
                     break
                 waiting.popleft()
                 reserved += p + o + 1
-                prefill_free = max(prefill_free, t) + prefill_s(p)
+                prefill = prefill_of.get(p)
+                if prefill is None:
+                    prefill = prefill_of[p] = step_s(0, 0, p)
+                prefill_free = max(prefill_free, t) + prefill
                 a = arrivals[i]
                 ttft = max(now, a) + (prefill_free - now) - a
                 ttfts.append(ttft)
@@ -309,7 +322,7 @@ def disaggregated(capacity: ReplicaCapacity, served: Served, dt: float) -> Serve
                     continue
                 break
             batch = len(finish)
-            step = step_s(batch, context)
+            step = step_s(batch, context, 0)
             steps = min((finish[0] >> SHIFT) - emitted, int(budget / step))
             if pending:
                 steps = min(steps, max(1, math.ceil((pending[0][0] - t) / step)))

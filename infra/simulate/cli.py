@@ -11,7 +11,7 @@ import click
 from infra.catalog import CALIBRATED
 from infra.catalog import load as load_catalog
 from infra.simulate import report
-from infra.simulate.parallel import Task, run_all
+from infra.simulate.parallel import Task, Workers, run_all
 from infra.simulate.recommend import lines as recommendation_lines
 from infra.simulate.run import SLO_TARGET, TRACES, autoscaled
 from infra.simulate.traces import Trace, load_csv
@@ -48,7 +48,16 @@ class _Bars:
             self.bar = None
 
 
-def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours: float, recommend_hours: float, out: Path) -> int:
+def simulate(
+    capture: Capture,
+    trace_file: Path | None,
+    only: str | None,
+    hours: float,
+    recommend_hours: float,
+    out: Path,
+    on: Workers | None = None,
+) -> int:
+    """`on`: the workers to spread the runs over (parallel.workers), or None to run them here."""
     cfg, catalog = capture.config, load_catalog()
     resources = [r.as_json() for r in capture.resources]
     cases = [(w, hpa) for w, hpa in autoscaled(cfg, resources) if only in (None, w.name)]
@@ -58,7 +67,7 @@ def simulate(capture: Capture, trace_file: Path | None, only: str | None, hours:
     recorded = Trace.of(load_csv(trace_file)) if trace_file else None
     names = (trace_file.stem,) if trace_file else TRACES
     tasks = [Task(cfg, catalog, w.name, hpa, names, recorded, hours, recommend_hours) for w, hpa in cases]
-    outcomes = run_all(tasks, lambda workload: _Bars(f"{capture.stack} {workload}"))
+    outcomes = run_all(tasks, lambda workload: _Bars(f"{capture.stack} {workload}"), on)
     rows, charts = [], []
     for (workload, _), outcome in zip(cases, outcomes, strict=True):
         for name, result in outcome.results:

@@ -230,6 +230,13 @@ def grid(workload: Workload, hpa: HpaSpec, capacity: ReplicaCapacity, metrics: l
                 yield Setting(metric, replace(hpa, target=round(base * factor, 3), min_replicas=floor, max_replicas=top))
 
 
+def _alike(setting: Setting) -> Setting | int:
+    """What a setting's runs depend on: with min_replicas equal to max_replicas the HPA never resizes, so its metric,
+    target and windows do not matter and the replica count alone tells the runs apart."""
+    hpa = setting.hpa
+    return hpa.min_replicas if hpa.min_replicas == hpa.max_replicas else setting
+
+
 def _bar(incumbent: Score) -> Bounds:
     """What a setting must still be able to reach on every trace to rank before `incumbent` (see Score.rank)."""
     if incumbent.meets:
@@ -251,11 +258,14 @@ class Progress(Protocol):
 class _Search:
     """Scores settings, each once, on every trace. A score asked with a bar stops (None) as soon as the setting is
     sure to miss it: the traces run worst first (as the current setting ranks them), the first that misses ends it,
-    and a run gives up mid-way (engine.Bounds)."""
+    and a run gives up mid-way (engine.Bounds). A setting runs as one it is known to equal (see ``_alike``) ran, and
+    a bar at least as strict as one it already missed stops it at once (a score is None exactly when the full score
+    falls outside its bar)."""
 
     def __init__(self, case: Case, traces: dict[str, Trace], hours: float, progress: Progress | None) -> None:
         self.case, self.traces, self.hours, self.progress = case, traces, hours, progress
-        self.cache: dict[Setting, Score] = {}
+        self.cache: dict[Setting | int, Score] = {}
+        self.missed: dict[Setting | int, list[Bounds]] = {}
         self.order = list(traces)
 
     def phase(self, name: str, settings: int) -> None:
@@ -263,10 +273,13 @@ class _Search:
             self.progress.phase(name, settings)
 
     def score(self, setting: Setting, bar: Bounds | None = None) -> Score | None:
-        if setting in self.cache:
-            return self.cache[setting]
+        key = _alike(setting)
+        if key in self.cache:
+            return replace(self.cache[key], setting=setting)
         if self.progress:
             self.progress.step()
+        if bar and any(bar.slo_share >= b.slo_share and bar.cost_usd <= b.cost_usd for b in self.missed.get(key, ())):
+            return None
         floor_cost = setting.hpa.min_replicas * self.hours * self.case.hourly_per_replica
         """What a trace costs at least: the minimum replicas all along."""
         results: dict[str, Result] = {}
@@ -275,11 +288,13 @@ class _Search:
             within = bar and replace(bar, cost_usd=bar.cost_usd - spent - (len(self.order) - n) * floor_cost)
             result = Job(self.case, setting.hpa, self.traces[name], self.hours, setting.metric, within).run()
             if result is None:
+                assert bar is not None
+                self.missed.setdefault(key, []).append(bar)
                 return None
             results[name] = result
             spent += result.cost_usd
         score = Score(setting, tuple((name, results[name]) for name in self.traces))
-        self.cache[setting] = score
+        self.cache[key] = score
         return score
 
     def full(self, setting: Setting) -> Score:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -300,16 +301,23 @@ def simulate(
     Writes out/STACK/simulation.md (table, recommendations, a chart per workload and trace) and prints the table.
     """
     from infra.simulate import cli as sim_cli  # the simulator loads only for this command
+    from infra.simulate.parallel import workers
 
     stack_path = _stack_files((stack,), (), _stacks_dir(stacks_dir))[0]
+    if results is not None:
+        sys.exit(sim_cli.calibrate(_capture(stack_path), results, workload))
+    with workers() or nullcontext() as pool:  # started before the plan: their imports overlap it
+        code = sim_cli.simulate(_capture(stack_path), trace_file, workload, hours, recommend_hours, out, pool)
+    sys.exit(code)
+
+
+def _capture(stack_path: Path) -> Capture:
+    """The stack's plan, or exit 2 on an invalid configuration."""
     try:
-        capture = run(StackFile.read(stack_path))
+        return run(StackFile.read(stack_path))
     except ConfigError as error:
         click.echo(f"{stack_path}: invalid configuration\n{error}", err=True)
         sys.exit(EXIT_CONFIG)
-    if results is not None:
-        sys.exit(sim_cli.calibrate(capture, results, workload))
-    sys.exit(sim_cli.simulate(capture, trace_file, workload, hours, recommend_hours, out))
 
 
 if __name__ == "__main__":
