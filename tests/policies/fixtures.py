@@ -7,13 +7,17 @@ SDK argument types), so tests see exactly what the pack sees in a plan or a prev
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from infra import sizing
 from infra.catalog import load as load_catalog
-from infra.tooling.plan import Captured
+from infra.tooling.plan import Capture, Captured, StackFile
+from infra.tooling.plan import run as capture
 from infra.tooling.policy_runner import Violation, run
 from policies.registry import POLICIES
 
@@ -32,6 +36,7 @@ DELETE = _Delete()
 
 PROJECT = "acme-test"
 URN = "urn:pulumi:test::gke-inference::{type}::{name}"
+PROD_STACK = Path(__file__).resolve().parents[2] / "stacks" / "Pulumi.prod.yaml"
 
 
 def captured(
@@ -75,6 +80,26 @@ def mutate(value: Mapping[str, Any], path: str, new: Any) -> dict[str, Any]:
     else:
         node[last] = new
     return out
+
+
+def replaced(
+    stack: Sequence[Captured], type_: str, name: str, inputs: Mapping[str, Any] | None = None, **options: Any
+) -> list[Captured]:
+    """The stack with one resource's inputs and/or options replaced; its place and dependencies are kept."""
+    (target,) = (r for r in stack if (r.type, r.name) == (type_, name))
+    new = dataclasses.replace(
+        target, inputs=dict(target.inputs if inputs is None else inputs), options={**target.options, **options}
+    )
+    return [new if r is target else r for r in stack]
+
+
+def with_cluster(platform: Sequence[Captured], **changes: Any) -> list[Captured]:
+    """The platform with the cluster's inputs changed ('a.b' paths as `a__b` keywords)."""
+    cluster = next(r for r in platform if r.type == CLUSTER_TYPE)
+    inputs = cluster.inputs
+    for path, value in changes.items():
+        inputs = mutate(inputs, path.replace("__", "."), value)
+    return replaced(platform, cluster.type, cluster.name, inputs)
 
 
 def _keys(path: str) -> list[str]:
@@ -369,8 +394,15 @@ def k8s(obj: Mapping[str, Any], name: str | None = None) -> Captured:
     return captured(K8S_TYPES[obj["kind"]], name or obj["metadata"]["name"], obj)
 
 
+CLUSTER_TYPE = "gcp:container/cluster:Cluster"
 NODE_POOL = "gcp:container/nodePool:NodePool"
 BUCKET_TYPE = "gcp:storage/bucket:Bucket"
+
+
+NAMES = {"tpu_pool": "cluster-v6e-4x4", "gpu_pool": "cluster-l4x2", "bucket": "models", "bucket_member": "models-reader"}
+"""The resource names `serving_stack` gives the GCP fixtures it adds (a Kubernetes object's is its metadata.name)."""
+PROXY_ONLY_SUBNET = "network-proxy-only"
+"""The captured platform's proxy-only subnet (the Gateway's prerequisite)."""
 
 
 def serving_stack(platform: Sequence[Captured], **overrides: Mapping[str, Any]) -> list[Captured]:
@@ -398,24 +430,97 @@ def serving_stack(platform: Sequence[Captured], **overrides: Mapping[str, Any]) 
     unknown = set(overrides) - set(parts)
     assert not unknown, unknown
     parts.update(overrides)
-    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
+    cluster = next(r for r in platform if r.type == CLUSTER_TYPE)
     account = next(r for r in platform if r.type == "gcp:serviceaccount/account:Account")
     email = cluster.inputs["clusterAutoscaling"]["autoProvisioningDefaults"]["serviceAccount"]
     pools = [
         captured(
             NODE_POOL,
-            name,
+            NAMES[key],
             mutate(mutate(parts[key], "cluster", cluster.inputs["name"]), "nodeConfig.serviceAccount", email),
             protect=True,
             deps={"cluster": [cluster], "nodeConfig": [account]},
         )
-        for key, name in (("tpu_pool", "cluster-v6e-4x4"), ("gpu_pool", "cluster-l4x2"))
+        for key in ("tpu_pool", "gpu_pool")
     ]
-    bucket = captured(BUCKET_TYPE, "models", parts["bucket"], protect=True)
+    bucket = captured(BUCKET_TYPE, NAMES["bucket"], parts["bucket"], protect=True)
     storage = [
         bucket,
         captured("gcp:storage/anywhereCache:AnywhereCache", "models-us-east5-b", parts["cache"], deps={"bucket": [bucket]}),
-        captured("gcp:storage/bucketIAMMember:BucketIAMMember", "models-reader", BUCKET_MEMBER, deps={"bucket": [bucket]}),
+        captured("gcp:storage/bucketIAMMember:BucketIAMMember", NAMES["bucket_member"], BUCKET_MEMBER, deps={"bucket": [bucket]}),
     ]
     kube = [k8s(parts[key]) for key in list(parts)[4:]]
     return [*platform, *pools, *storage, *kube]
+
+
+# ------------------------------------------------------------------------------------ one-change bad inputs
+# Shared by test_policy_stack (the exact messages) and test_policy_firing (each fires its policy alone).
+
+VLLM_ON_ABSENT_GPU = mutate(VLLM, "spec.template.spec.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
+LWS_SUBGROUP_OF_TWO = mutate(LWS, "spec.leaderWorkerTemplate.subGroupPolicy", {"subGroupSize": 2})
+CLASS_SCALING_UP_ANYWAY = mutate(COMPUTE_CLASS, "spec.whenUnsatisfiable", "ScaleUpAnyway")
+CACHE_IN_ANOTHER_REGION = mutate(CACHE, "zone", "us-central1-c")
+MONITORING_UNDECLARED_PORT = mutate(POD_MONITORING, "spec.endpoints.0.port", "metrics")
+HPA_ON_ABSENT_TARGET = mutate(HPA, "spec.scaleTargetRef.name", "gemma-2b")
+PDB_WITHOUT_DISRUPTION = mutate(PDB, "spec.maxUnavailable", 0)
+VLLM_ON_GCSFUSE = mutate(
+    VLLM,
+    "spec.template.spec.volumes",
+    [{"name": "weights", "csi": {"driver": "gcsfuse.csi.storage.gke.io", "volumeAttributes": {"bucketName": "m"}}}],
+)
+MODELS_KEY = captured("gcp:kms/cryptoKey:CryptoKey", "models-key", {"name": "models", "keyRing": "r"}, protect=True)
+IAM_MEMBER = "gcp:projects/iAMMember:IAMMember"
+
+
+def node_sa_editor(platform: Sequence[Captured]) -> Captured:
+    """roles/editor granted to the platform's node service account (the member computed from the account)."""
+    account = next(r for r in platform if r.type == "gcp:serviceaccount/account:Account")
+    inputs = {"project": "acme-inference-prod", "role": "roles/editor", "member": "[unknown]"}
+    return captured(IAM_MEMBER, "cluster-nodes-editor", inputs, deps={"member": [account]})
+
+
+def keyed(stack: Sequence[Captured], *grants: Captured) -> list[Captured]:
+    """The stack plus MODELS_KEY, its bucket encrypted with that key and created after `grants`."""
+    bucket = next(r for r in stack if r.type == BUCKET_TYPE)
+    encrypted = captured(
+        bucket.type, bucket.name, bucket.inputs, protect=True, deps={"encryption": [MODELS_KEY]}, depends_on=grants
+    )
+    return [encrypted if r is bucket else r for r in stack] + [MODELS_KEY]
+
+
+def project_services(*apis: str) -> list[Captured]:
+    """The stack enabling these APIs itself (so the pack checks that it enables every API its resources use)."""
+    return [
+        captured("gcp:projects/service:Service", api.split(".")[0], {"service": api, "disableOnDestroy": False}) for api in apis
+    ]
+
+
+PLATFORM_APIS = ("container.googleapis.com", "compute.googleapis.com", "iam.googleapis.com", "storage.googleapis.com")
+"""The APIs of the platform's resources: short of those a PodMonitoring (monitoring) and a Gateway (networkservices) use."""
+
+
+# ------------------------------------------------------------------------------------ the prod platform
+
+
+@functools.cache
+def prod_capture() -> Capture:
+    """The prod stack as the program registers it, captured once for the whole session (a capture takes seconds)."""
+    return capture(StackFile.read(PROD_STACK))
+
+
+def prod_platform() -> list[Captured]:
+    """The captured prod core (providers, network, cluster, system pool, node identity); `serving_stack` adds the rest.
+
+    Pools, storage, project services and Kubernetes objects the program may also register are left out,
+    so each test controls exactly what its stack holds.
+    """
+    core = ("pulumi:", "gke-inference:network:", "gke-inference:cluster:", "gke-inference:identity:", "gcp:compute/")
+    core_types = (CLUSTER_TYPE, "gcp:serviceaccount/account:Account", "gcp:projects/iAMMember:IAMMember")
+    accelerator_machines = {m for g in (*load_catalog().tpus.values(), *load_catalog().gpus.values()) for m in g.machine_types}
+    return [
+        r
+        for r in prod_capture().resources
+        if r.type.startswith(core)
+        or r.type in core_types
+        or (r.type == NODE_POOL and r.inputs["nodeConfig"]["machineType"] not in accelerator_machines)
+    ]

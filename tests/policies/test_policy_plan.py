@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from fixtures import captured, serving_stack
+from fixtures import captured, prod_capture, serving_stack
 from pulumi_policy import PolicyResourceOptions, ResourceValidationArgs, ResourceValidationPolicy, StackValidationPolicy
 
 from infra.catalog import load as load_catalog
@@ -174,8 +174,7 @@ def test_stack_policies_see_parents_and_property_dependencies() -> None:
         seen["deps"] = sorted(r.resource_type for r in pool.property_dependencies["nodeConfig"])
         seen["opts"] = isinstance(pool.opts, PolicyResourceOptions)
 
-    capture = run(StackFile.read(STACKS / "Pulumi.prod.yaml"))
-    run_pack(capture.resources, [StackValidationPolicy("probe", "Records what it sees.", validate=probe)], {})
+    run_pack(prod_capture().resources, [StackValidationPolicy("probe", "Records what it sees.", validate=probe)], {})
     assert seen == {"parent": "gke-inference:cluster:Cluster", "deps": ["gcp:serviceaccount/account:Account"], "opts": True}
 
 

@@ -10,6 +10,7 @@ import pytest
 from fixtures import (
     BUCKET,
     BUCKET_MEMBER,
+    CLUSTER_TYPE,
     COMPUTE_CLASS,
     DELETE,
     GATEWAY,
@@ -18,6 +19,7 @@ from fixtures import (
     INFERENCE_POOL,
     K8S_TYPES,
     LWS,
+    NODE_POOL,
     POD_MONITORING,
     PROXY_SUBNET,
     SERVICE,
@@ -26,6 +28,7 @@ from fixtures import (
     captured,
     messages,
     mutate,
+    prod_capture,
     violations,
 )
 from pulumi_policy import ResourceValidationPolicy
@@ -39,8 +42,6 @@ from policies.base import EXCEPTION_ANNOTATION, EXCEPTION_METADATA
 from policies.registry import POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
-CLUSTER_TYPE = "gcp:container/cluster:Cluster"
-POOL_TYPE = "gcp:container/nodePool:NodePool"
 V6E_ZONES = ", ".join(sorted(load_catalog().tpus["v6e"].zones))
 V6E_TOPOLOGIES = ", ".join(sorted(load_catalog().tpus["v6e"].shapes))
 L4_MACHINES = ", ".join(sorted(load_catalog().gpus["l4"].machine_types))
@@ -53,8 +54,7 @@ WORKER = "spec.leaderWorkerTemplate.workerTemplate.spec"
 @pytest.fixture(scope="module")
 def cluster() -> dict[str, Any]:
     """The prod cluster exactly as the program registers it: the compliant cluster fixture."""
-    capture = run(StackFile.read(REPO / "stacks" / "Pulumi.prod.yaml"))
-    return next(r.inputs for r in capture.resources if r.type == CLUSTER_TYPE)
+    return next(r.inputs for r in prod_capture().resources if r.type == CLUSTER_TYPE)
 
 
 def bases(cluster: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -65,8 +65,8 @@ def bases(cluster: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
             CLUSTER_TYPE,
             {**cluster, "privateClusterConfig": {**cluster.get("privateClusterConfig", {}), "enablePrivateEndpoint": False}},
         ),
-        "tpu_pool": (POOL_TYPE, TPU_POOL),
-        "gpu_pool": (POOL_TYPE, GPU_POOL),
+        "tpu_pool": (NODE_POOL, TPU_POOL),
+        "gpu_pool": (NODE_POOL, GPU_POOL),
         "bucket": ("gcp:storage/bucket:Bucket", BUCKET),
         "bucket_member": ("gcp:storage/bucketIAMMember:BucketIAMMember", BUCKET_MEMBER),
         "proxy_subnet": ("gcp:compute/subnetwork:Subnetwork", PROXY_SUBNET),
@@ -239,6 +239,13 @@ CASES: list[tuple[str, str, str, Any, list[str]]] = [
         "cluster",
         "networkingMode",
         "ROUTES",
+        ["networkingMode is not VPC_NATIVE with an ipAllocationPolicy: routes-based clusters cannot use the Gateway API"],
+    ),
+    (
+        "inf-gke-vpc-native",
+        "cluster",
+        "ipAllocationPolicy",
+        DELETE,
         ["networkingMode is not VPC_NATIVE with an ipAllocationPolicy: routes-based clusters cannot use the Gateway API"],
     ),
     (
@@ -615,6 +622,13 @@ CASES: list[tuple[str, str, str, Any, list[str]]] = [
         ["namespace is default; workloads belong in a dedicated namespace, not default"],
     ),
     (
+        "inf-k8s-namespace",
+        "service",
+        "metadata.namespace",
+        "default",
+        ["namespace is default; workloads belong in a dedicated namespace, not default"],
+    ),
+    (
         "inf-k8s-service-type",
         "service",
         "spec.type",
@@ -674,7 +688,7 @@ def test_protect_option(cluster: dict[str, Any]) -> None:
         ]
     system_pool = mutate(mutate(TPU_POOL, "nodeConfig.machineType", "e2-standard-4"), "placementPolicy", DELETE)
     node_subnet = mutate(PROXY_SUBNET, "purpose", "PRIVATE")
-    assert messages("inf-stateful-protected", captured(POOL_TYPE, "system", system_pool)) == []
+    assert messages("inf-stateful-protected", captured(NODE_POOL, "system", system_pool)) == []
     assert messages("inf-stateful-protected", captured("gcp:compute/subnetwork:Subnetwork", "nodes", node_subnet)) == []
 
 
@@ -787,19 +801,19 @@ def test_workload_identity_exception_is_a_tpu_pool_naming_it_with_a_reason() -> 
     assert key == node_pools.EXCEPTION_METADATA.format(policy=node_pools.WORKLOAD_IDENTITY_POLICY)  # what the program writes
     on_gce = mutate(TPU_POOL, "nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA")
     pathways = mutate(on_gce, f"nodeConfig.metadata.[{key}]", PATHWAYS_NODE_IDENTITY_REASON)
-    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", pathways)) == []
-    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", on_gce)) == [GCE_METADATA_FOUND]
+    assert messages(policy, captured(NODE_POOL, "v6e-4x4", pathways)) == []
+    assert messages(policy, captured(NODE_POOL, "v6e-4x4", on_gce)) == [GCE_METADATA_FOUND]
     blank = mutate(on_gce, f"nodeConfig.metadata.[{key}]", " ")
-    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", blank)) == [GCE_METADATA_FOUND]
+    assert messages(policy, captured(NODE_POOL, "v6e-4x4", blank)) == [GCE_METADATA_FOUND]
     named = f"; nodeConfig.metadata.{key} names an exception, which only a TPU pool on GCE_METADATA may take"
     gpu = mutate(
         mutate(GPU_POOL, "nodeConfig.workloadMetadataConfig.mode", "GCE_METADATA"),
         f"nodeConfig.metadata.[{key}]",
         PATHWAYS_NODE_IDENTITY_REASON,
     )
-    assert messages(policy, captured(POOL_TYPE, "l4x2", gpu)) == [GCE_METADATA_FOUND + named]
+    assert messages(policy, captured(NODE_POOL, "l4x2", gpu)) == [GCE_METADATA_FOUND + named]
     unset = mutate(pathways, "nodeConfig.workloadMetadataConfig", DELETE)
-    assert messages(policy, captured(POOL_TYPE, "v6e-4x4", unset)) == [
+    assert messages(policy, captured(NODE_POOL, "v6e-4x4", unset)) == [
         "nodeConfig.workloadMetadataConfig.mode is unset; expected GKE_METADATA (pods could read the node's credentials)" + named
     ]
 
@@ -807,10 +821,10 @@ def test_workload_identity_exception_is_a_tpu_pool_naming_it_with_a_reason() -> 
 def test_rendered_pathways_pools_pass_every_resource_policy() -> None:
     """staging's Pathways pools as the program registers them (GCE_METADATA, the named exception) pass every policy."""
     capture = run(StackFile.read(REPO / "stacks" / "Pulumi.staging.yaml"))
-    pools = [r for r in capture.resources if r.type == POOL_TYPE and r.name.startswith("v6e-2x4")]
+    pools = [r for r in capture.resources if r.type == NODE_POOL and r.name.startswith("v6e-2x4")]
     assert pools and all(p.inputs["nodeConfig"]["workloadMetadataConfig"]["mode"] == "GCE_METADATA" for p in pools)
     settings = {p.name: "mandatory" for p in RESOURCE_POLICIES}
-    found = run_pack([captured(POOL_TYPE, p.name, p.inputs, protect=True) for p in pools], RESOURCE_POLICIES, settings)
+    found = run_pack([captured(NODE_POOL, p.name, p.inputs, protect=True) for p in pools], RESOURCE_POLICIES, settings)
     assert found == []
 
 

@@ -2,80 +2,70 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures import (
     CACHE,
+    CACHE_IN_ANOTHER_REGION,
+    CLASS_SCALING_UP_ANYWAY,
     COMPUTE_CLASS,
     GPU_POOL,
-    HPA,
+    HPA_ON_ABSENT_TARGET,
+    IAM_MEMBER,
     LWS,
+    LWS_SUBGROUP_OF_TWO,
+    MODELS_KEY,
+    MONITORING_UNDECLARED_PORT,
     NETWORK_POLICY,
-    PDB,
+    PDB_WITHOUT_DISRUPTION,
+    PLATFORM_APIS,
     POD_MONITORING,
+    PROXY_ONLY_SUBNET,
     TPU_POOL,
     VLLM,
+    VLLM_ON_ABSENT_GPU,
+    VLLM_ON_GCSFUSE,
     captured,
+    keyed,
     messages,
     mutate,
+    node_sa_editor,
+    prod_capture,
+    prod_platform,
+    project_services,
     serving_stack,
     violations,
+    with_cluster,
 )
 
 from infra import sizing
 from infra.catalog import load as load_catalog
-from infra.tooling.plan import Capture, Captured, StackFile, run
+from infra.tooling.plan import Capture, Captured
 from infra.tooling.policy_runner import run as run_pack
 from infra.tooling.report import SYSTEM_POOL_ZONES
 from policies.registry import POLICIES
 from policies.stack_consistency import POLICIES as STACK_POLICIES
 
-REPO = Path(__file__).resolve().parents[2]
 LWS_LABEL = "LeaderWorkerSet inference/llama-405b"
 
 
 @pytest.fixture(scope="module")
 def prod() -> Capture:
-    return run(StackFile.read(REPO / "stacks" / "Pulumi.prod.yaml"))
+    return prod_capture()
 
 
 @pytest.fixture(scope="module")
-def platform(prod: Capture) -> list[Captured]:
-    """The captured prod core (providers, network, cluster, system pool, node identity); the fixtures add the rest.
-
-    Pools, storage, project services and Kubernetes objects the program may also register are left out,
-    so each test controls exactly what its stack holds.
-    """
-    core = ("pulumi:", "gke-inference:network:", "gke-inference:cluster:", "gke-inference:identity:", "gcp:compute/")
-    core_types = ("gcp:container/cluster:Cluster", "gcp:serviceaccount/account:Account", "gcp:projects/iAMMember:IAMMember")
-    accelerator_machines = {m for g in (*load_catalog().tpus.values(), *load_catalog().gpus.values()) for m in g.machine_types}
-    return [
-        r
-        for r in prod.resources
-        if r.type.startswith(core)
-        or r.type in core_types
-        or (r.type == "gcp:container/nodePool:NodePool" and r.inputs["nodeConfig"]["machineType"] not in accelerator_machines)
-    ]
+def platform() -> list[Captured]:
+    return prod_platform()
 
 
 def node_role_binding(platform: list[Captured], role: str) -> str:
-    return next(r.name for r in platform if r.type == "gcp:projects/iAMMember:IAMMember" and r.inputs["role"] == role)
+    return next(r.name for r in platform if r.type == IAM_MEMBER and r.inputs["role"] == role)
 
 
 def stack_messages(policy: str, platform: list[Captured], **overrides: Any) -> list[str]:
     return messages(policy, *serving_stack(platform, **overrides))
-
-
-def with_cluster(platform: list[Captured], **changes: Any) -> list[Captured]:
-    """The platform with the cluster's inputs changed ('a.b' paths as `a__b` keywords), its dependencies kept."""
-    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
-    inputs = cluster.inputs
-    for path, value in changes.items():
-        inputs = mutate(inputs, path.replace("__", "."), value)
-    deps = {k: [r for r in platform if r.urn in v] for k, v in cluster.property_dependencies.items()}
-    return [r for r in platform if r is not cluster] + [captured(cluster.type, cluster.name, inputs, deps=deps)]
 
 
 def test_compliant_stack_passes_every_policy_at_mandatory(platform: list[Captured]) -> None:
@@ -97,8 +87,7 @@ def test_the_compliant_stack_is_joined_not_vacuous(platform: list[Captured]) -> 
 
 
 def test_workload_selector_must_match_a_pool(platform: list[Captured]) -> None:
-    vllm = mutate(VLLM, "spec.template.spec.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
-    assert stack_messages("inf-stack-workload-matches-pool", platform, vllm=vllm) == [
+    assert stack_messages("inf-stack-workload-matches-pool", platform, vllm=VLLM_ON_ABSENT_GPU) == [
         "Deployment inference/gemma-9b: nodeSelector cloud.google.com/gke-accelerator=nvidia-h100-80gb matches no node pool "
         "(have: system: e2-standard-16; v6e-4x4: v6e 4x4 (4x ct6e-standard-4t); l4x2: 2x nvidia-l4)"
     ]
@@ -179,8 +168,7 @@ def test_a_group_whose_leader_holds_chips_has_no_extra_pod(platform: list[Captur
 
 
 def test_lws_subgroup_must_be_one_slice(platform: list[Captured]) -> None:
-    lws = mutate(LWS, "spec.leaderWorkerTemplate.subGroupPolicy", {"subGroupSize": 2})
-    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+    assert stack_messages("inf-stack-lws-size", platform, lws=LWS_SUBGROUP_OF_TWO) == [
         f"{LWS_LABEL}: subGroupSize 2 but one 4x4 slice has 4 hosts"
     ]
 
@@ -196,15 +184,13 @@ def test_compute_class_without_capacity(platform: list[Captured]) -> None:
 
 
 def test_compute_class_scale_up_anyway_on_accelerators(platform: list[Captured]) -> None:
-    cc = mutate(COMPUTE_CLASS, "spec.whenUnsatisfiable", "ScaleUpAnyway")
-    assert stack_messages("inf-stack-compute-class-capacity", platform, compute_class=cc) == [
+    assert stack_messages("inf-stack-compute-class-capacity", platform, compute_class=CLASS_SCALING_UP_ANYWAY) == [
         "ComputeClass tpu-v6e-4x4: whenUnsatisfiable ScaleUpAnyway gives accelerator pods E2 nodes; expected DoNotScaleUp"
     ]
 
 
 def test_anywhere_cache_zone_outside_bucket_and_pools(platform: list[Captured]) -> None:
-    cache = mutate(CACHE, "zone", "us-central1-c")
-    assert stack_messages("inf-stack-anywhere-cache-placement", platform, cache=cache) == [
+    assert stack_messages("inf-stack-anywhere-cache-placement", platform, cache=CACHE_IN_ANOTHER_REGION) == [
         "AnywhereCache models-us-east5-b: zone us-central1-c is not in bucket acme-test-models location US-EAST5",
         "AnywhereCache models-us-east5-b: no accelerator node pool in us-central1-c (pool zones: us-east5-a, us-east5-b); "
         "the cache serves same-zone clients only",
@@ -228,18 +214,8 @@ def _without(stack: list[Captured], name: str) -> list[Captured]:
 
 
 def test_gateway_needs_the_proxy_only_subnet_and_channel(platform: list[Captured]) -> None:
-    cluster = next(r for r in platform if r.type == "gcp:container/cluster:Cluster")
-    broken = captured(
-        cluster.type,
-        cluster.name,
-        mutate(
-            mutate(cluster.inputs, "gatewayApiConfig.channel", "CHANNEL_DISABLED"),
-            "addonsConfig.httpLoadBalancing.disabled",
-            True,
-        ),
-        deps={k: [r for r in platform if r.urn in v] for k, v in cluster.property_dependencies.items()},
-    )
-    stack = _without(serving_stack([r for r in platform if r is not cluster] + [broken]), "network-proxy-only")
+    broken = with_cluster(platform, gatewayApiConfig__channel="CHANNEL_DISABLED", addonsConfig__httpLoadBalancing__disabled=True)
+    stack = _without(serving_stack(broken), PROXY_ONLY_SUBNET)
     assert messages("inf-stack-inference-gateway-prereqs", *stack) == [
         "cluster cluster-gke: gatewayApiConfig.channel is CHANNEL_DISABLED; Gateway API objects need CHANNEL_STANDARD",
         "cluster cluster-gke: the HTTP load balancing add-on is disabled; the GKE Gateway controller needs it",
@@ -249,15 +225,14 @@ def test_gateway_needs_the_proxy_only_subnet_and_channel(platform: list[Captured
 
 
 def test_gateway_prereqs_not_applicable_without_gateway_objects(platform: list[Captured]) -> None:
-    stack = [r for r in _without(serving_stack(platform), "network-proxy-only") if "gateway.networking" not in r.type]
+    stack = [r for r in _without(serving_stack(platform), PROXY_ONLY_SUBNET) if "gateway.networking" not in r.type]
     stack = [r for r in stack if "InferencePool" not in r.type]
     assert messages("inf-stack-inference-gateway-prereqs", *stack) == []
 
 
 def test_pod_monitoring_port_must_be_declared(platform: list[Captured]) -> None:
     """prometheus-engine#697: a port name the pods do not declare is silently never scraped."""
-    pm = mutate(POD_MONITORING, "spec.endpoints.0.port", "metrics")
-    assert stack_messages("inf-stack-gmp-podmonitoring", platform, pod_monitoring=pm) == [
+    assert stack_messages("inf-stack-gmp-podmonitoring", platform, pod_monitoring=MONITORING_UNDECLARED_PORT) == [
         "PodMonitoring gemma-9b: port metrics is not a container port of the selected pods (have: 8000, http)"
     ]
 
@@ -277,8 +252,7 @@ def test_pod_monitoring_needs_managed_prometheus(platform: list[Captured]) -> No
 
 
 def test_hpa_target_must_exist(platform: list[Captured]) -> None:
-    hpa = mutate(HPA, "spec.scaleTargetRef.name", "gemma-2b")
-    assert stack_messages("inf-stack-hpa-target", platform, hpa=hpa) == [
+    assert stack_messages("inf-stack-hpa-target", platform, hpa=HPA_ON_ABSENT_TARGET) == [
         "HPA gemma-9b: scaleTargetRef Deployment/gemma-2b does not exist in namespace inference"
     ]
 
@@ -292,9 +266,8 @@ def test_hpa_custom_metric_needs_a_pod_monitoring_on_the_target(platform: list[C
 
 
 def test_pdb_and_network_policy(platform: list[Captured]) -> None:
-    pdb = mutate(PDB, "spec.maxUnavailable", 0)
     netpol = mutate(NETWORK_POLICY, "spec.podSelector", {"matchLabels": {"app": "other"}})
-    assert stack_messages("inf-stack-pdb-and-netpol", platform, pdb=pdb, network_policy=netpol) == [
+    assert stack_messages("inf-stack-pdb-and-netpol", platform, pdb=PDB_WITHOUT_DISRUPTION, network_policy=netpol) == [
         "Deployment inference/gemma-9b: PodDisruptionBudget serving allows no voluntary disruption",
         "Deployment inference/gemma-9b: no NetworkPolicy selects its pods",
         f"{LWS_LABEL}: PodDisruptionBudget serving allows no voluntary disruption",
@@ -303,10 +276,8 @@ def test_pdb_and_network_policy(platform: list[Captured]) -> None:
 
 
 def test_gcsfuse_volume_needs_the_csi_driver(platform: list[Captured]) -> None:
-    volume = [{"name": "weights", "csi": {"driver": "gcsfuse.csi.storage.gke.io", "volumeAttributes": {"bucketName": "m"}}}]
-    vllm = mutate(VLLM, "spec.template.spec.volumes", volume)
-    assert stack_messages("inf-stack-gcsfuse-addon", platform, vllm=vllm) == []
-    stack = serving_stack(with_cluster(platform, addonsConfig__gcsFuseCsiDriverConfig__enabled=False), vllm=vllm)
+    assert stack_messages("inf-stack-gcsfuse-addon", platform, vllm=VLLM_ON_GCSFUSE) == []
+    stack = serving_stack(with_cluster(platform, addonsConfig__gcsFuseCsiDriverConfig__enabled=False), vllm=VLLM_ON_GCSFUSE)
     assert messages("inf-stack-gcsfuse-addon", *stack) == [
         "Deployment inference/gemma-9b mounts a GCS FUSE volume but cluster cluster-gke has the GCS FUSE CSI driver off"
     ]
@@ -316,15 +287,8 @@ def test_gcsfuse_volume_needs_the_csi_driver(platform: list[Captured]) -> None:
 
 
 def test_node_service_account_roles(platform: list[Captured]) -> None:
-    account = next(r for r in platform if r.type == "gcp:serviceaccount/account:Account")
-    editor = captured(
-        "gcp:projects/iAMMember:IAMMember",
-        "cluster-nodes-editor",
-        {"project": "acme-inference-prod", "role": "roles/editor", "member": "[unknown]"},
-        deps={"member": [account]},
-    )
     other = captured(
-        "gcp:projects/iAMMember:IAMMember",
+        IAM_MEMBER,
         "vllm-storage",
         {
             "project": "acme-inference-prod",
@@ -332,7 +296,7 @@ def test_node_service_account_roles(platform: list[Captured]) -> None:
             "member": "serviceAccount:vllm@x.iam.gserviceaccount.com",
         },
     )
-    found = violations("inf-stack-node-sa-roles", *serving_stack(platform), editor, other)
+    found = violations("inf-stack-node-sa-roles", *serving_stack(platform), node_sa_editor(platform), other)
     assert [(v.resource, v.message) for v in found] == [
         (
             "gcp:projects/iAMMember:IAMMember: cluster-nodes-editor",
@@ -352,12 +316,8 @@ def test_node_sa_roles_are_configurable(platform: list[Captured]) -> None:
 
 
 def test_cmek_bindings_for_keys_managed_in_the_stack(platform: list[Captured]) -> None:
-    key = captured("gcp:kms/cryptoKey:CryptoKey", "models-key", {"name": "models", "keyRing": "r"}, protect=True)
     stack = serving_stack(platform)
-    bucket = next(r for r in stack if r.type == "gcp:storage/bucket:Bucket")
-    cmek = captured(bucket.type, bucket.name, bucket.inputs, protect=True, deps={"encryption": [key]})
-    rest = [r for r in stack if r is not bucket]
-    assert messages("inf-stack-cmek-bindings", *rest, key, cmek) == [
+    assert messages("inf-stack-cmek-bindings", *keyed(stack)) == [
         "Bucket models: no roles/cloudkms.cryptoKeyEncrypterDecrypter binding on its KMS key for the Cloud Storage service "
         "agent in this stack"
     ]
@@ -365,13 +325,12 @@ def test_cmek_bindings_for_keys_managed_in_the_stack(platform: list[Captured]) -
         "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
         "models-key-gcs",
         {"cryptoKeyId": "[unknown]", "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter", "member": "[unknown]"},
-        deps={"cryptoKeyId": [key]},
+        deps={"cryptoKeyId": [MODELS_KEY]},
     )
-    assert messages("inf-stack-cmek-bindings", *rest, key, grant, cmek) == [
+    assert messages("inf-stack-cmek-bindings", *keyed(stack), grant) == [
         "Bucket models does not depend on models-key-gcs; it can be created before the key grant (403)"
     ]
-    ordered = captured(bucket.type, bucket.name, bucket.inputs, deps={"encryption": [key]}, depends_on=[grant])
-    assert messages("inf-stack-cmek-bindings", *rest, key, grant, ordered) == []
+    assert messages("inf-stack-cmek-bindings", *keyed(stack, grant), grant) == []
 
 
 def test_cmek_bindings_for_external_keys_only_on_request(platform: list[Captured]) -> None:
@@ -388,11 +347,7 @@ def test_cmek_bindings_for_external_keys_only_on_request(platform: list[Captured
 def test_required_apis_once_the_stack_manages_apis(platform: list[Captured]) -> None:
     stack = serving_stack(platform)
     assert messages("inf-stack-required-apis", *stack) == []  # APIs enabled outside the stack
-    services = [
-        captured("gcp:projects/service:Service", api.split(".")[0], {"service": api, "disableOnDestroy": False})
-        for api in ("container.googleapis.com", "compute.googleapis.com", "iam.googleapis.com", "storage.googleapis.com")
-    ]
-    assert messages("inf-stack-required-apis", *stack, *services) == [
+    assert messages("inf-stack-required-apis", *stack, *project_services(*PLATFORM_APIS)) == [
         "API monitoring.googleapis.com is used by kubernetes:monitoring.googleapis.com/v1:PodMonitoring but no "
         "gcp:projects/service:Service enables it",
         "API networkservices.googleapis.com is used by kubernetes:gateway.networking.k8s.io/v1:Gateway but no "
@@ -407,7 +362,7 @@ def test_cost_prices_pools_from_the_catalog(platform: list[Captured], prod: Capt
     """Estimate = system pool + 4x4 slice (reservation at on-demand) + spot L4 pool, at full scale, from the catalog."""
     catalog = load_catalog()
     slice_ = catalog.tpu_slice("v6e", "4x4")
-    system = StackFile.read(REPO / "stacks" / "Pulumi.prod.yaml").load().cluster.system_pool  # the captured core's
+    system = prod.config.cluster.system_pool  # the captured core's
     hourly = (
         catalog.machine_prices[(system.machine_type, "us-east5")].on_demand * system.max_nodes_per_zone * SYSTEM_POOL_ZONES
         + catalog.tpu_chip_prices[("v6e", "us-east5")].on_demand * slice_.chips
@@ -440,18 +395,16 @@ def test_cost_reports_unpriced_pools(platform: list[Captured]) -> None:
 
 
 def test_stack_findings_on_excluded_resources_are_dropped(platform: list[Captured]) -> None:
-    pm = mutate(POD_MONITORING, "spec.endpoints.0.port", "metrics")
-    stack = serving_stack(platform, pod_monitoring=pm)
+    stack = serving_stack(platform, pod_monitoring=MONITORING_UNDECLARED_PORT)
     assert messages("inf-stack-gmp-podmonitoring", *stack, config={"excludeFor": ["gemma-.*"]}) == []
 
 
 def test_a_serving_stack_reads_its_pools_elsewhere_and_is_not_told_it_has_none(platform: list[Captured]) -> None:
     """Under `pulumi preview` the serving stack holds the servers and a StackReference, not the pools: the joins of a
     workload to its pool (checked on `plan` over both stacks) stay quiet there, and fire without the reference."""
-    vllm = mutate(VLLM, "spec.template.spec.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"})
     servers = [
         r
-        for r in serving_stack(platform, vllm=vllm)
+        for r in serving_stack(platform, vllm=VLLM_ON_ABSENT_GPU)
         if r.type not in ("gcp:container/nodePool:NodePool", "pulumi:pulumi:StackReference")
     ]
     reference = captured("pulumi:pulumi:StackReference", "platform", {"name": "organization/gke-inference-platform/prod"})
