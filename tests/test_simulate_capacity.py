@@ -162,3 +162,16 @@ def test_every_catalog_accelerator_has_peak_compute_and_an_interconnect(catalog:
         assert 0 < acc.peak_bf16_tflops < acc.peak_int8_tops, acc.name
         link = acc.ici_gbps if isinstance(acc, TpuGeneration) else acc.interconnect_gbps
         assert 0 < link < (acc.hbm_bandwidth_gbps if isinstance(acc, TpuGeneration) else acc.bandwidth_gbps), acc.name
+
+
+@pytest.mark.parametrize(("engine", "accelerator", "devices"), [("vllm", "h100-80gb", 1), ("jetstream-pathways", "v6e", 8)])
+def test_a_sequence_decodes_alongside_the_other_clients_prompts_not_its_own(
+    catalog: Catalog, engine: str, accelerator: str, devices: int
+) -> None:
+    """Its own prompt is its TTFT: alone, it decodes with no prefill in its steps (vLLM's single-request ITL is flat in
+    the prompt length but for the KV read); with company, the others' replacement prompts ride in them."""
+    cap = bare(replica(catalog, accelerator=accelerator, devices=devices, engine=engine))
+    p, o = 8192, 128
+    alone = serving_point(cap, 1, p, o)
+    assert alone.tpot_s == pytest.approx(cap.decode_step_s(1, p + o / 2))
+    assert serving_point(cap, 2, p, o).tpot_s > cap.decode_step_s(2, 2 * (p + o / 2))

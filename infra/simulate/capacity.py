@@ -149,7 +149,10 @@ def serving_point(capacity: ReplicaCapacity, concurrency: int, prompt_tokens: in
 
     Each step finishes concurrency / output_tokens requests, whose replacements bring that many prompts: chunked into
     the steps (vLLM, up to max_batched_tokens a step), run between them (JetStream interleaved), or on the prefill
-    slice (disaggregated, which caps the rate at one prompt per prefill). Throughput is Little's law over the request time, TTFT + (output - 1) x TPOT.
+    slice (disaggregated, which caps the rate at one prompt per prefill). A sequence's own prompt is its TTFT; while it
+    decodes, only the other clients' replacements ride in its steps, (concurrency - 1) of every concurrency prompts:
+    alone (concurrency 1) it decodes with no prefill at all, as vLLM's single-request ITL shows (flat in the prompt
+    length but for the KV read). Throughput is Little's law over the request time, TTFT + (output - 1) x TPOT.
 
     Past vLLM's budget (prompts arrive faster than the budget left after the decodes can prefill them), vLLM still
     schedules every running decode first in each step, so decodes do not slow down: only as many sequences decode as
@@ -160,7 +163,7 @@ def serving_point(capacity: ReplicaCapacity, concurrency: int, prompt_tokens: in
     context = c * (p + o / 2)
     budget = cap.max_batched_tokens
     if budget is not None:
-        prefill = c * p / o
+        prefill = (c - 1) * p / o
         if c + prefill <= budget:
             tpot = cap.step_s(c, context, prefill)
             chunk = max(1, budget - c)
@@ -172,7 +175,7 @@ def serving_point(capacity: ReplicaCapacity, concurrency: int, prompt_tokens: in
     elif cap.disaggregated:
         tpot, ttft = cap.decode_step_s(c, context), cap.prefill_s(p)
     else:
-        tpot = cap.decode_step_s(c, context) + c / o * cap.prefill_s(p)
+        tpot = cap.decode_step_s(c, context) + (c - 1) / o * cap.prefill_s(p)
         ttft = cap.prefill_s(p) + cap.decode_step_s(c, context)
     rate = c * o / (ttft + (o - 1) * tpot)
     if cap.disaggregated:
