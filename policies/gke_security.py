@@ -108,8 +108,12 @@ def _secrets_kms(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     if isinstance(key, str):
         match = re.search(r"/locations/([^/]+)/", key)
         key_location = match.group(1) if match else None
-    if isinstance(location, str) and key_location and key_location != location:
-        yield f"databaseEncryption.keyName is in {key_location}; the cluster is in {location}"
+    if not isinstance(location, str) or not key_location:
+        return
+    # Cloud KMS has no zonal locations: a zonal cluster's key lives in its zone's region.
+    region = location if REGION.match(location) else location.rsplit("-", 1)[0]
+    if key_location != region:
+        yield f"databaseEncryption.keyName is in {key_location}; the cluster is in {region}"
 
 
 def _binary_authorization(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
