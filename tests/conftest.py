@@ -4,6 +4,7 @@ serving and gateway test modules read (session-scoped, so each stack is planned 
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,14 @@ if TYPE_CHECKING:
 
 # Plain helper modules of the tests: rewrite their asserts as pytest does a test module's.
 pytest.register_assert_rewrite("serving_helpers", "model_serving_helpers", "gateway_helpers")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":  # mutmut is mapping functions to the tests that call them
+        from mutation_credit import SharedFixtureCredit
+
+        config.pluginmanager.register(SharedFixtureCredit(), "mutation-credit")
+
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS = REPO / "stacks"
