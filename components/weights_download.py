@@ -64,7 +64,9 @@ def download_script(model: Model) -> str:
 
 class WeightsDownload(pulumi.ComponentResource):
     def __init__(self, name: str, args: WeightsDownloadArgs, gcp_opts: pulumi.ResourceOptions, opts: pulumi.ResourceOptions):
-        super().__init__("gke-inference:serving:WeightsDownload", name, None, opts)
+        # The writer's IAM binding is a child too: it goes through gcp_opts' provider, as the Kubernetes objects go
+        # through opts', never through an ambient default one.
+        super().__init__("gke-inference:serving:WeightsDownload", name, None, pulumi.ResourceOptions.merge(gcp_opts, opts))
         core, meta = k8s.core.v1, k8s.meta.v1
         child = pulumi.ResourceOptions(parent=self)
         account = core.ServiceAccount(

@@ -8,12 +8,7 @@ from policies import cost, gateway_autoscaling, gke_security, k8s_workloads, nod
 
 PACK_NAME = "gke-inference"
 
-POLICIES: list[Policy] = [
-    *gke_security.POLICIES,
-    *node_pools.POLICIES,
-    *storage.POLICIES,
-    *k8s_workloads.POLICIES,
-    *gateway_autoscaling.POLICIES,
-    *stack_consistency.POLICIES,
-    *cost.POLICIES,
-]
+MODULES = (gke_security, node_pools, storage, k8s_workloads, gateway_autoscaling, stack_consistency, cost)
+"""The modules that define the pack's policies, each in its POLICIES, in the pack's order."""
+
+POLICIES: list[Policy] = [policy for module in MODULES for policy in module.POLICIES]

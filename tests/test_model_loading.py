@@ -138,8 +138,11 @@ def test_hyperdisk_ml_weights_are_populated_from_the_bucket(stacks: dict[str, St
     }
     storage_class = named(stack.items, STORAGE_CLASS)[("", claim["storageClassName"])]
     assert storage_class["parameters"]["type"] == "hyperdisk-ml"
+    # the disk is a copy of the bucket folder: it goes with its claim rather than being billed on (an API enum value)
+    assert storage_class["reclaimPolicy"] == "Delete"
     ((term,),) = ([t["matchLabelExpressions"] for t in storage_class["allowedTopologies"]],)
-    assert term[0]["values"] == list(w.gpu_pool.zones) and len(w.gpu_pool.zones) == 1
+    # the PD CSI driver's topology key, which pins the zonal disk to the pool's one zone
+    assert term == [{"key": "topology.gke.io/zone", "values": list(w.gpu_pool.zones)}] and len(w.gpu_pool.zones) == 1
 
 
 def test_hyperdisk_weights_on_a_multi_zone_pool_are_refused() -> None:
@@ -271,6 +274,9 @@ def test_download_jobs_mount_the_token_and_alone_write_the_weights(stacks: dict[
     written_dirs = set()
     for (namespace, _), job in jobs.items():
         spec = job["spec"]["template"]["spec"]
+        # a failed download is retried in a new pod, counted against the Job's backoffLimit (a Job allows only
+        # Never and OnFailure)
+        assert spec["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
         assert spec["serviceAccountName"] == DOWNLOADER
         assert (namespace, DOWNLOADER) in named(stack.items, SERVICE_ACCOUNT)
         (c,) = spec["containers"]

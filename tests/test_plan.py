@@ -11,6 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, STACKS, mutate
+from model_serving_helpers import TEST_STACK, Stack
 
 from components.identity import NODE_SA_ROLES
 from infra.names import node_account_id, pathways_account_id, stack_prefix
@@ -70,7 +71,15 @@ PROVIDERS = {"platform": {"gcp", "gcp-bootstrap", "k8s"}, "serving": {"gcp", "k8
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_children_are_parented_to_and_named_after_their_component(planned: Path, env: str) -> None:
-    items = resources(planned, env)
+    assert_parented_and_provided(resources(planned, env))
+
+
+def test_the_model_serving_test_stacks_children_too(stacks: dict[str, Stack]) -> None:
+    """It has what no shipped stack has: the download Jobs, Hyperdisk ML weights, a multi-node server."""
+    assert_parented_and_provided(stacks[TEST_STACK].items)
+
+
+def assert_parented_and_provided(items: list[dict[str, Any]]) -> None:
     by_urn = {r["urn"]: r for r in items}
     for r in items:
         assert r["parent"] is None or r["parent"] in by_urn

@@ -22,7 +22,7 @@ from infra.names import node_account_id, pathways_account_id, scratch_bucket_nam
 from infra.platform.composition import compute_class_args, tpu_node_pool_names
 from infra.serving import load_tests
 from infra.tooling.cli import main
-from infra.tooling.plan import FAKE_PROJECT_NUMBER, StackFile, run
+from infra.tooling.plan import FAKE_CA_CERTIFICATE, FAKE_PROJECT_NUMBER, StackFile, run
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 
@@ -288,9 +288,12 @@ def test_existing_cluster_and_vpc_create_neither(tmp_path: Path) -> None:
     )
     path = tmp_path / "Pulumi.existing.yaml"
     path.write_text(yaml.safe_dump({"config": raw}))
-    items = [r.as_json() for r in run(StackFile.read(path)).resources]
+    capture = run(StackFile.read(path))
+    items = [r.as_json() for r in capture.resources]
     types = {r["type"] for r in items}
     assert not types & {"gcp:container/cluster:Cluster", "gcp:compute/network:Network", "gke-inference:cluster:Cluster"}
+    # the serving layer trusts the CA that GCP reports for the existing cluster (getCluster's masterAuths)
+    assert capture.outputs["platform"]["cluster_ca_certificate"] == FAKE_CA_CERTIFICATE
     pools = of_type(items, NODE_POOL)
     assert pools and {p["inputs"]["cluster"] for p in pools} == {"shared-gke"}
     assert "pulumi:providers:kubernetes" in types

@@ -161,6 +161,8 @@ def test_multi_node_replica_is_an_lws_running_ray(stacks: dict[str, Stack]) -> N
     lws = lws_item["inputs"]
     assert lws["spec"]["leaderWorkerTemplate"]["size"] == nodes_of(w) > 1
     leader, worker = templates(lws)
+    # each pod's one argument is a shell script ($(LWS_...) expanded by the kubelet, && and exec by the shell)
+    assert [containers(t)["vllm"]["command"] for t in (leader, worker)] == [["sh", "-c"]] * 2
     script = containers(leader)["vllm"]["args"][0]
     ray_start, _, serve = script.partition(" && exec ")
     assert "multi-node-serving.sh leader" in ray_start and "--ray_cluster_size=$(LWS_GROUP_SIZE)" in ray_start

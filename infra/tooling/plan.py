@@ -235,6 +235,8 @@ class CapturingMonitor(mocks.MockMonitor):
 
 
 FAKE_PROJECT_NUMBER = "123456789012"
+FAKE_CA_CERTIFICATE = "RkFLRS1DQQ=="
+"""The cluster CA the fake API reports, for a created cluster and an existing one alike."""
 
 
 def fake_dns_endpoint(project: str, location: str, name: str) -> str:
@@ -261,7 +263,7 @@ class FakeCloud(mocks.Mocks):
             endpoints = state.get("controlPlaneEndpointsConfig", {})
             state.update(
                 endpoint="192.0.2.10",
-                masterAuth={**state.get("masterAuth", {}), "clusterCaCertificate": "RkFLRS1DQQ=="},
+                masterAuth={**state.get("masterAuth", {}), "clusterCaCertificate": FAKE_CA_CERTIFICATE},
                 controlPlaneEndpointsConfig={
                     **endpoints,
                     "dnsEndpointConfig": {
@@ -308,7 +310,7 @@ class FakeCloud(mocks.Mocks):
                         "clientCertificate": "",
                         "clientKey": "",
                         "clientCertificateConfigs": [],
-                        "clusterCaCertificate": "RkFLRS1DQQ==",
+                        "clusterCaCertificate": FAKE_CA_CERTIFICATE,
                     }
                 ],
             }, []

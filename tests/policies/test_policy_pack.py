@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import runpy
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from pulumi_policy.policy import _PolicyAnalyzerServicer
 
 from infra.tooling.policy_runner import PolicyConfigError, load_config, resolve_config
 from policies.base import EXEMPTION_SCHEMA
-from policies.registry import PACK_NAME, POLICIES
+from policies.registry import MODULES, PACK_NAME, POLICIES
 
 REPO = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -47,8 +49,28 @@ def test_catalogue_size() -> None:
     assert (len(resource), len(stack)) == (41, 13)
 
 
-@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
-def test_metadata_is_complete(policy: pulumi_policy.Policy) -> None:
+@pytest.fixture(scope="module")
+def built() -> dict[str, pulumi_policy.Policy]:
+    """The pack built anew, inside the test: each module builds its policies when imported, which mutation testing's
+    workers did before they took their mutant; a fresh copy of each module calls policies.base's builders now."""
+    fresh: dict[str, pulumi_policy.Policy] = {}
+    for module in MODULES:
+        spec = importlib.util.spec_from_file_location(f"fresh_{module.__name__}", module.__file__)
+        assert spec and spec.loader
+        copy = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = copy  # its dataclasses look their module up there
+        try:
+            spec.loader.exec_module(copy)
+        finally:
+            del sys.modules[spec.name]
+        fresh |= {p.name: p for p in copy.POLICIES}
+    assert list(fresh) == [p.name for p in POLICIES]
+    return fresh
+
+
+@pytest.mark.parametrize("name", [p.name for p in POLICIES])
+def test_metadata_is_complete(built: dict[str, pulumi_policy.Policy], name: str) -> None:
+    policy = built[name]
     assert policy.description and policy.description.endswith(".")
     assert policy.severity is not None
     assert policy.remediation_steps and len(policy.remediation_steps) > 20
@@ -57,13 +79,14 @@ def test_metadata_is_complete(policy: pulumi_policy.Policy) -> None:
         assert policy.framework.name == "cis-gke" and re.fullmatch(r"\d+(\.\d+)+", policy.framework.reference or "")
 
 
-def test_cis_references_where_the_benchmark_has_an_item() -> None:
-    refs = {p.name: p.framework.reference for p in POLICIES if p.framework}
+def test_cis_references_where_the_benchmark_has_an_item(built: dict[str, pulumi_policy.Policy]) -> None:
+    refs = {p.name: p.framework.reference for p in built.values() if p.framework}
     assert {k: refs.get(k) for k in CIS_CLUSTER_CONTROLS} == CIS_CLUSTER_CONTROLS
 
 
-@pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.name)
-def test_config_schema_is_valid_json_schema_with_exemptions(policy: pulumi_policy.Policy) -> None:
+@pytest.mark.parametrize("name", [p.name for p in POLICIES])
+def test_config_schema_is_valid_json_schema_with_exemptions(built: dict[str, pulumi_policy.Policy], name: str) -> None:
+    policy = built[name]
     schema = policy.config_schema
     assert schema is not None
     assert set(EXEMPTION_SCHEMA) <= set(schema.properties)

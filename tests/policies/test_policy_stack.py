@@ -331,6 +331,19 @@ def test_cmek_bindings_for_keys_managed_in_the_stack(platform: list[Captured]) -
         "Bucket models does not depend on models-key-gcs; it can be created before the key grant (403)"
     ]
     assert messages("inf-stack-cmek-bindings", *keyed(stack, grant), grant) == []
+    # the Storage agent's grant on another key (named, not a dependency) does not let it use this one
+    elsewhere = captured(
+        "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+        "other-key-gcs",
+        {
+            "cryptoKeyId": "projects/p/locations/us-east5/keyRings/r/cryptoKeys/other",
+            "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            "member": "serviceAccount:service-1@gs-project-accounts.iam.gserviceaccount.com",
+        },
+    )
+    assert messages("inf-stack-cmek-bindings", *keyed(stack, elsewhere), elsewhere) == messages(
+        "inf-stack-cmek-bindings", *keyed(stack)
+    )
 
 
 def test_cmek_bindings_for_external_keys_only_on_request(platform: list[Captured]) -> None:
