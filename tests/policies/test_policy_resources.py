@@ -277,6 +277,8 @@ CASES: list[tuple[str, str, str, Any, list[str]]] = [
         ["SYSTEM_COMPONENTS"],
         ["loggingConfig.enableComponents lacks WORKLOADS"],
     ),
+    ("inf-gke-logging-monitoring", "cluster", "loggingService", "none", ["loggingService or monitoringService is none"]),
+    ("inf-gke-logging-monitoring", "cluster", "monitoringService", "none", ["loggingService or monitoringService is none"]),
     # TPU and GPU pools
     (
         "inf-tpu-pool-shape",

@@ -143,6 +143,16 @@ def test_lws_size_counts_every_slice_of_a_multislice_group(platform: list[Captur
     ]
 
 
+def test_lws_size_reads_a_flag_given_as_two_words_and_not_one_left_without_a_value(platform: list[Captured]) -> None:
+    path = "spec.leaderWorkerTemplate.leaderTemplate.spec.containers.0.args"
+    spec = LWS["spec"]["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+    args = [a for a in spec["containers"][0]["args"] if not a.startswith(("--instance_count=", "--instance_type="))]
+    lws = mutate(LWS, path, [*args, "--instance_count", "2", "--instance_type"])
+    assert stack_messages("inf-stack-lws-size", platform, lws=lws) == [
+        f"{LWS_LABEL}: size 5 but 2 x v6e 4x4 (4x ct6e-standard-4t) + 1 Pathways leader needs 9"
+    ]
+
+
 def test_lws_size_flags_a_group_larger_than_its_slices(platform: list[Captured]) -> None:
     """One pod too many is as wrong as one too few: the extra worker finds no host of the slice and the group never
     becomes ready."""
