@@ -78,7 +78,7 @@ def test_a_sample_counts_only_its_mutants_and_bounds_the_score(tmp_path: Path) -
     assert tool("mutation_report").main([*args, "--sample", str(sample), "--out", str(out)]) == 0
     text = out.read_text()
     low, high = tool("mutation_report").wilson(3, 4)
-    assert f"A random sample of 4 mutants: score 75.0 %, 95 % interval {low:.1f}-{high:.1f} %." in text
+    assert f"A random sample of 4 mutants, 4 judged: score 75.0 %, 95 % interval {low:.1f}-{high:.1f} %." in text
     assert "| infra/sizing.py | 75.0 % | 3 | 1 | 0 | 0 | 0 |" in text  # x_g's mutants were not drawn
 
 

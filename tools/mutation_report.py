@@ -104,9 +104,13 @@ def render(
     total = overall(results)
     lines = ["# Mutation testing", ""]
     if sampled is not None:
-        low, high = wilson(total.caught, total.caught + total.statuses["survived"])
+        judged = total.caught + total.statuses["survived"]
+        low, high = wilson(total.caught, judged)
         score = "-" if total.score is None else f"{total.score:.1f} %"
-        lines += [f"A random sample of {sampled} mutants: score {score}, 95 % interval {low:.1f}-{high:.1f} %.", ""]
+        lines += [
+            f"A random sample of {sampled} mutants, {judged} judged: score {score}, 95 % interval {low:.1f}-{high:.1f} %.",
+            "",
+        ]
     lines += [
         "| file | score | caught | survived | equivalent (allow-list) | no tests | not run |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
