@@ -223,15 +223,17 @@ def test_transition_rules_are_skipped_and_broken_rules_are_problems(tmp_path: Pa
         {"rule": "self.name.lowerAscii() == self.name"},
         {"rule": "self.name == (", "message": "syntax"},
         {"rule": "self.missing == 'x'"},
+        {"rule": "self.name", "reason": "FieldValueInvalid"},
     ]
     index = index_of(
         tmp_path, crd({"type": "object", "properties": {"name": {"type": "string"}}, "x-kubernetes-validations": rules})
     )
     problems = check(widget({"name": "a"}), index)
-    assert [(p.problem, p.got) for p in problems] == [
-        ("rule does not compile", "unknown function lowerAscii"),
-        ("rule does not compile", "syntax error: self.name == ("),
-        ("rule cannot be evaluated", "no such member in mapping: 'missing'"),
+    assert [(p.problem, p.expected, p.got) for p in problems] == [
+        ("rule does not compile", "a rule celpy runs, `self.name.lowerAscii() == self.name`", "unknown function lowerAscii"),
+        ("rule does not compile", "a rule celpy runs, `self.name == (`", "syntax error: self.name == ("),
+        ("rule cannot be evaluated", "`self.missing == 'x'` to evaluate", "no such member in mapping: 'missing'"),
+        ("rule did not give a bool [FieldValueInvalid]", "`self.name`", '"a"'),
     ]
     assert compile_rule("self == oldSelf").transition and compile_rule("has(x.y)").error == "undeclared variable x"
 
@@ -294,7 +296,7 @@ def test_plan_with_crds_fails_for_a_custom_resource_without_its_crd(tmp_path: Pa
         ("'abc'.split('-', 0)", []),
         ("''.split('/')", [""]),
         ("'%s > %s'.format([duration('90s'), duration('1m')])", "90s > 60s"),
-        ("'%d of %s: %.2f %x %%'.format([3, ['a', true], 0.5, 255])", "3 of [a, true]: 0.50 ff %"),
+        ("'%d of %s: %.2f %x %%'.format([3, ['a', true], 0.5, 255])", '3 of ["a", true]: 0.50 ff %'),
         ("isURL('https://user@example.com:8080/p?q=1')", True),
         ("isURL('example.com')", False),
         ("'metrics' != 0", True),
@@ -325,9 +327,16 @@ def test_kubernetes_cel_functions(rule: str, expected: Any) -> None:
         ("http://h/%zz", False),
         ("://missing-scheme", False),
         ("http://h/\n", False),
+        ("/a/%4z", False),
+        ("/a/%4a", True),
+        ("/a b", True),
+        ("mailto:a b", True),
+        ("/a\x7fb", False),
     ],
 )
 def test_is_url_follows_go_parse_request_uri(url: str, valid: bool) -> None:
+    """Go's net/url ParseRequestURI (golang/go src/net/url/url.go): a control byte (below 0x20, or 0x7F:
+    stringContainsCTLByte) is refused anywhere but a space is not; each % needs two hex digits (unescape)."""
     assert parse_request_uri(url) is valid
 
 

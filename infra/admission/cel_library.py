@@ -13,6 +13,8 @@ is true), which `int-or-string` rules such as PodMonitoring's `self != 0` rely o
 from __future__ import annotations
 
 import datetime
+import decimal
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -131,27 +133,101 @@ def is_url(text: celtypes.StringType) -> celtypes.BoolType:
 # ----------------------------------------------------------------------------------------- format
 
 _VERB = re.compile(r"%(?:\.(\d+))?([a-zA-Z%])")
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def _go_quote(text: str) -> str:
+    """Go's strconv.Quote: printable characters as they are, the others escaped."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x80 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def _shortest(value: float) -> decimal.Decimal:
+    """The shortest decimal that reads back as `value` (Go's precision -1)."""
+    return decimal.Decimal(repr(value)).normalize()
+
+
+def _go_float(value: float) -> str:
+    """Go's %g with the shortest precision, a double's string(): exponent form below 1e-4 and from 1e6 on."""
+    if math.isnan(value) or math.isinf(value):
+        return "NaN" if math.isnan(value) else "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-0" if math.copysign(1, value) < 0 else "0"
+    number = _shortest(value)
+    sign, digits, exponent = number.as_tuple()
+    power = len(digits) + int(exponent) - 1
+    if -4 <= power < 6:
+        return format(number, "f")
+    mantissa = str(digits[0]) + ("." + "".join(map(str, digits[1:])) if len(digits) > 1 else "")
+    return f"{'-' if sign else ''}{mantissa}e{power:+03d}"
+
+
+def _rfc3339_nano(moment: datetime.datetime) -> str:
+    """Go's time.RFC3339Nano in the timestamp's own offset: fraction without trailing zeros, `Z` for UTC."""
+    text = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    minutes = int((moment.utcoffset() or datetime.timedelta()).total_seconds()) // 60
+    if not minutes:
+        return text + "Z"
+    return text + f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _as_string(value: Any) -> str:
-    """cel-go's string conversion for `%s`: CEL literals for bool and null, lists and maps in brackets."""
+    """cel-go's FormatString, the `%s` of the strings extension at version 2 (the API server's): a scalar's
+    string() conversion, `null`, and lists and maps with their members written as CEL literals."""
+    if isinstance(value, celtypes.ListType):
+        return "[" + ", ".join(_as_member(v) for v in value) + "]"
+    if isinstance(value, celtypes.MapType):
+        entries = sorted(((_as_key(k), _as_member(v)) for k, v in value.items()), key=lambda entry: entry[0])
+        return "{" + ", ".join(f"{k}:{v}" for k, v in entries) + "}"
     if isinstance(value, celtypes.BoolType):
         return "true" if value else "false"
     if value is None:
         return "null"
     if isinstance(value, celtypes.BytesType):
-        return bytes(value).decode(errors="replace")
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError as error:
+            raise ValueError("format: invalid UTF-8 in bytes, cannot convert to string") from error
     if isinstance(value, celtypes.DurationType):
-        return str(value)
+        return format(_shortest(value.total_seconds()), "f") + "s"
     if isinstance(value, celtypes.TimestampType):
-        return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
+        return _rfc3339_nano(value)
     if isinstance(value, celtypes.DoubleType):
-        return repr(float(value))
-    if isinstance(value, celtypes.ListType):
-        return "[" + ", ".join(_as_string(v) for v in value) + "]"
-    if isinstance(value, celtypes.MapType):
-        return "{" + ", ".join(f"{_as_string(k)}: {_as_string(v)}" for k, v in value.items()) + "}"
+        return _go_float(float(value))
     return str(value)
+
+
+def _as_member(value: Any) -> str:
+    """A list member or map value inside `%s` (cel-go's clauseForType and quoteForCEL)."""
+    if isinstance(value, celtypes.StringType):
+        return _go_quote(str(value))
+    if isinstance(value, celtypes.BytesType):
+        return "b" + _go_quote(_as_string(value))
+    if isinstance(value, celtypes.DoubleType):
+        return f"{float(value):.6f}" if math.isfinite(value) else _go_quote(_go_float(float(value)))
+    if isinstance(value, celtypes.TimestampType):
+        return f'timestamp("{_rfc3339_nano(value)}")'
+    if isinstance(value, celtypes.DurationType):
+        return f'duration("{_as_string(value)}")'
+    return _as_string(value)
+
+
+def _as_key(key: Any) -> str:
+    if isinstance(key, (celtypes.StringType, celtypes.BoolType, celtypes.IntType, celtypes.UintType)):
+        return _as_member(key)
+    raise ValueError(f"format: no formatting function for map key of type {type(key).__name__}")
 
 
 def _integer(value: Any, verb: str) -> int:
@@ -160,10 +236,19 @@ def _integer(value: Any, verb: str) -> int:
     return int(value)
 
 
-def _number(value: Any, verb: str) -> float:
-    if isinstance(value, celtypes.BoolType) or not isinstance(value, (int, float)):
-        raise ValueError(f"format: %{verb} needs a number, got {type(value).__name__}")
+def _double(value: Any, verb: str) -> float:
+    """%f and %e take a double only (an int is an error), or the strings NaN, Infinity and -Infinity."""
+    if isinstance(value, celtypes.StringType) and value in ("NaN", "Infinity", "-Infinity"):
+        return float(value)
+    if not isinstance(value, celtypes.DoubleType):
+        raise ValueError(f"format: %{verb} needs a double, got {type(value).__name__}")
     return float(value)
+
+
+def _binary(value: Any) -> str:
+    if isinstance(value, celtypes.BoolType):
+        return "1" if value else "0"
+    return format(_integer(value, "b"), "b")
 
 
 def _hex(value: Any, upper: bool) -> str:
@@ -179,9 +264,9 @@ def _hex(value: Any, upper: bool) -> str:
 _FORMATTERS: dict[str, Callable[[Any, int | None], str]] = {
     "s": lambda v, _: _as_string(v),
     "d": lambda v, _: str(_integer(v, "d")),
-    "f": lambda v, p: f"{_number(v, 'f'):.{6 if p is None else p}f}",
-    "e": lambda v, p: f"{_number(v, 'e'):.{6 if p is None else p}e}",
-    "b": lambda v, _: format(_integer(v, "b"), "b"),
+    "f": lambda v, p: f"{_double(v, 'f'):.{6 if p is None else p}f}",
+    "e": lambda v, p: f"{_double(v, 'e'):.{6 if p is None else p}e}",
+    "b": lambda v, _: _binary(v),
     "o": lambda v, _: format(_integer(v, "o"), "o"),
     "x": lambda v, _: _hex(v, upper=False),
     "X": lambda v, _: _hex(v, upper=True),
@@ -189,7 +274,11 @@ _FORMATTERS: dict[str, Callable[[Any, int | None], str]] = {
 
 
 def string_format(template: celtypes.StringType, args: Sequence[Any]) -> celtypes.StringType:
-    """`'...'.format([args])` of the strings extension: %s %d %f %e %b %o %x %X (with `.N` precision) and %%."""
+    """`'...'.format([args])` of the strings extension: %s %d %f %e %b %o %x %X (with `.N` precision) and %%.
+
+    Ported from cel-go's ext/formatting.go (commit 14f6746, 2026-06-11), the version-2 strings extension that
+    k8s.io/apiserver's pkg/cel/environment/base.go loads. Not ported: its locale printer, which groups the
+    thousands of %f and writes %e as `1.052033 × 10⁰³`; %e here is Go's plain `1.052033e+03`."""
     values = iter(args)
     missing = object()
 
@@ -218,7 +307,9 @@ def _equal(a: Any, b: Any) -> bool:
     if isinstance(a, celtypes.BoolType) or isinstance(b, celtypes.BoolType):
         return isinstance(a, celtypes.BoolType) and isinstance(b, celtypes.BoolType) and bool(a) == bool(b)
     if isinstance(a, _NUMBERS) and isinstance(b, _NUMBERS):
-        return a == b if type(a) is type(b) else float(a) == float(b)
+        if isinstance(a, celtypes.DoubleType) or isinstance(b, celtypes.DoubleType):
+            return float(a) == float(b)  # cel-go compares an int or a uint with a double as doubles
+        return int(a) == int(b)  # ints and uints exactly, also past 2**53
     if isinstance(a, celtypes.ListType) and isinstance(b, celtypes.ListType):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, celtypes.MapType) and isinstance(b, celtypes.MapType):

@@ -11,32 +11,45 @@ import re
 import uuid
 from collections.abc import Callable
 
-_GO_DURATION = re.compile(r"^[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+$")
-_GO_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-_LOOSE_PART = re.compile(r"(\d+)\s*([A-Za-zµ]+)")
+_GO_DURATION = re.compile(r"^[-+]?(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|µs|μs|ms|s|m|h))+)$")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
 _SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-_LOOSE_UNITS = {
-    **{u: 1e-9 for u in ("ns", "nano", "nanos")},
-    **{u: 1e-6 for u in ("us", "µs", "micro", "micros")},
-    **{u: 1e-3 for u in ("ms", "milli", "millis")},
-    **{u: 1 for u in ("s", "sec", "secs", "second", "seconds")},
-    **{u: 60 for u in ("m", "min", "mins", "minute", "minutes")},
-    **{u: 3600 for u in ("h", "hr", "hrs", "hour", "hours")},
-    **{u: 86400 for u in ("d", "day", "days")},
-    **{u: 604800 for u in ("w", "wk", "week", "weeks")},
-}
+_LOOSE_PART = re.compile(r"([0-9]+)\s*([A-Za-zµ]+)")
+_LOOSE_UNITS = (
+    (("ns", "nano"), 1e-9),
+    (("us", "µs", "micro"), 1e-6),
+    (("ms", "milli"), 1e-3),
+    (("s", "sec"), 1),
+    (("m", "min"), 60),
+    (("h", "hr", "hour"), 3600),
+    (("d", "day"), 86400),
+    (("w", "wk", "week"), 604800),
+)
+"""strfmt's timeUnits: a unit is one of a row's spellings, or starts with the row's last ("seconds", "hours")."""
+
+
+def _loose_unit(unit: str) -> float | None:
+    unit = unit.strip().lower()
+    for spellings, seconds in _LOOSE_UNITS:
+        if unit.startswith(spellings[-1]) or any(unit.casefold() == s.casefold() for s in spellings):
+            return seconds
+    return None
 
 
 def parse_duration(text: str) -> datetime.timedelta:
-    """go-openapi's strfmt.ParseDuration (the apiserver's `format: duration`): Go's time.ParseDuration
-    ("1h30m", "250ms"), else a sum of `<int> <unit>` parts that also knows days and weeks ("7d")."""
-    if text == "0" or _GO_DURATION.match(text):
-        sign = -1 if text.startswith("-") else 1
-        return datetime.timedelta(seconds=sign * sum(float(n) * _SECONDS[u] for n, u in _GO_PART.findall(text)))
-    parts = [(int(n), u.strip().lower()) for n, u in _LOOSE_PART.findall(text)]
-    if not parts or any(u not in _LOOSE_UNITS for _, u in parts):
-        raise ValueError(f"not a duration: {text!r}")
-    return datetime.timedelta(seconds=sum(n * _LOOSE_UNITS[u] for n, u in parts))
+    """kube-openapi's strfmt.ParseDuration (the apiserver's `format: duration`; pkg/validation/strfmt/duration.go at
+    d427ff9, 2026-07-21): Go's time.ParseDuration ("1h30m", "-250ms", "0"), else the sum of every `<int> <unit>`
+    it finds ("7 days", "2 weeks 1h"), units it does not know skipped, at least one known."""
+    try:
+        if _GO_DURATION.match(text):
+            sign = -1 if text.startswith("-") else 1
+            return datetime.timedelta(seconds=sign * sum(float(n) * _SECONDS[u] for n, u in _GO_PART.findall(text)))
+        parts = [(int(n), _loose_unit(u)) for n, u in _LOOSE_PART.findall(text)]
+        if all(seconds is None for _, seconds in parts):
+            raise ValueError(f"not a duration: {text!r}")
+        return datetime.timedelta(seconds=sum(n * seconds for n, seconds in parts if seconds is not None))
+    except OverflowError as error:
+        raise ValueError(f"duration out of range: {text!r}") from error
 
 
 def parse_date_time(text: str) -> datetime.datetime:

@@ -11,7 +11,6 @@ them, and so does this module. A rule that does not compile, calls a function ne
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +56,6 @@ _ENVIRONMENT = celpy.Environment()
 
 @dataclass(frozen=True)
 class CompiledRule:
-    text: str
     program: celpy.Runner | None
     error: str | None
     transition: bool
@@ -95,15 +93,15 @@ def compile_rule(text: str) -> CompiledRule:
     try:
         ast = _ENVIRONMENT.compile(text)
     except celpy.CELParseError as error:
-        return CompiledRule(text, None, f"syntax error: {str(error).splitlines()[0]}", False)
+        return CompiledRule(None, f"syntax error: {str(error).splitlines()[0]}", False)
     functions, identifiers, bound = _names(ast)
     unknown = sorted(functions - KNOWN_FUNCTIONS)
     if unknown:
-        return CompiledRule(text, None, "unknown function " + ", ".join(unknown), False)
+        return CompiledRule(None, "unknown function " + ", ".join(unknown), False)
     free = sorted(identifiers - bound - {"self", "oldSelf"})
     if free:
-        return CompiledRule(text, None, "undeclared variable " + ", ".join(free), False)
-    return CompiledRule(text, _ENVIRONMENT.program(ast, functions=FUNCTIONS), None, "oldSelf" in identifiers)
+        return CompiledRule(None, "undeclared variable " + ", ".join(free), False)
+    return CompiledRule(_ENVIRONMENT.program(ast, functions=FUNCTIONS), None, "oldSelf" in identifiers)
 
 
 def escape(name: str) -> str | None:
@@ -116,11 +114,12 @@ def escape(name: str) -> str | None:
 
 
 def _typed_string(text: str, fmt: str | None) -> Any:
+    """k8s.io/apiserver pkg/cel/common/valuesunstructured.go: exactly the formats `duration`, `date`, `date-time`
+    (not its alias `datetime`, which stays a string) and `byte` are typed; a date-time keeps its offset."""
     if fmt == "duration":
         return celtypes.DurationType(formats.parse_duration(text))
-    if fmt in ("date-time", "datetime", "date"):
-        moment = formats.parse_date(text) if fmt == "date" else formats.parse_date_time(text)
-        return celtypes.TimestampType(moment.astimezone(datetime.UTC))
+    if fmt in ("date-time", "date"):
+        return celtypes.TimestampType(formats.parse_date(text) if fmt == "date" else formats.parse_date_time(text))
     if fmt == "byte":
         return celtypes.BytesType(formats.parse_byte(text))
     return celtypes.StringType(text)
@@ -132,10 +131,9 @@ def to_cel(value: Any, schema: dict[str, Any]) -> Any:
         return None
     if isinstance(value, bool):
         return celtypes.BoolType(value)
-    if isinstance(value, int) or (isinstance(value, float) and schema.get("type") == "integer"):
-        return celtypes.IntType(int(value))
-    if isinstance(value, float):
-        return celtypes.DoubleType(value)
+    if isinstance(value, (int, float)):  # by the schema's type, as valuesunstructured.go: 2 in a `number` is a double
+        double = schema.get("type") == "number" or (isinstance(value, float) and schema.get("type") != "integer")
+        return celtypes.DoubleType(float(value)) if double else celtypes.IntType(int(value))
     if isinstance(value, str):
         return _typed_string(value, schema.get("format"))
     if isinstance(value, list):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import math
 from typing import Any
 
 import re2
@@ -91,6 +92,26 @@ def _same(a: Any, b: Any) -> bool:
     """JSON equality (in Python True == 1; in JSON 1 == 1.0)."""
     numbers = ("integer", "number")
     return a == b and (_type_of(a) == _type_of(b) or (_type_of(a) in numbers and _type_of(b) in numbers))
+
+
+def _json_integer(number: float) -> bool:
+    """go-openapi/swag IsFloat64AJSONInteger (v0.27.1): a whole number within ±(2**53 - 1), up to a relative 1e-9."""
+    if not math.isfinite(number) or abs(number) > 2**53 - 1:
+        return False
+    rounded = float(round(number))
+    return number == rounded or (rounded != 0 and abs(number - rounded) < 1e-9 * abs(rounded))
+
+
+def _multiple(value: float, factor: float, type_: str | None) -> bool:
+    """kube-openapi's numberValidator: an integer against the factor truncated to an integer, exactly (a factor of
+    0.5 becomes 0, which no value passes), unless the factor does not fit an `integer` schema; otherwise
+    value / factor (value * (1 / factor) for a factor below 1) within swag's tolerance, so 0.3 is a multiple of 0.1."""
+    if isinstance(value, int) and (type_ != "integer" or float(factor).is_integer()):
+        whole = int(factor)
+        return whole > 0 and value % whole == 0
+    if factor <= 0:
+        return False
+    return _json_integer(1 / factor * value if factor < 1 else value / factor)
 
 
 class Validator:
@@ -194,7 +215,7 @@ class Validator:
             high, exclusive = schema["maximum"], schema.get("exclusiveMaximum") is True
             if value > high or (exclusive and value == high):
                 self.add(path, "too large", f"{'less than' if exclusive else 'at most'} {high}", describe(value))
-        if schema.get("multipleOf") and value % schema["multipleOf"]:
+        if "multipleOf" in schema and not _multiple(value, schema["multipleOf"], schema.get("type")):
             self.add(path, "not a multiple", f"a multiple of {schema['multipleOf']}", describe(value))
 
     def array(self, value: list[Any], schema: dict[str, Any], path: str, strict: bool) -> None:
