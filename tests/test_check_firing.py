@@ -36,6 +36,11 @@ NS = "gke-inference"
 CLASSES = f"{NS}:compute_classes"
 
 
+def qwen_on_tpu(pool: str) -> dict[str, Any]:
+    """A vLLM server of the catalog's one model whose query heads (14) are not a power of two, on a TPU pool."""
+    return {"engine": "vllm", "model": "qwen2.5-0.5b", "tpu_pools": [pool], "max_context": 4096, "max_num_seqs": 64}
+
+
 def with_changes(changes: list[tuple[str, Any]]) -> dict[str, Any]:
     raw = BASE
     for path, value in changes:
@@ -133,6 +138,32 @@ CASES = [
         f"{NS}:observability.managed_prometheus: serving workloads get PodMonitorings, which need Managed Prometheus; "
         "expected true, got false",
         [(f"{NS}:observability", {"managed_prometheus": True, "custom_metrics_adapter": False})],
+    ),
+    (
+        "a TPU vLLM server whose slice's chips do not divide the heads",
+        [(f"{NS}:tpu_pools.four", {"topology": "2x2", "zones": ["us-east5-b"]}), (f"{NS}:workloads.t", qwen_on_tpu("four"))],
+        f"{NS}:workloads.t.tpu_pools: tensor-parallel size 4 (the slice's chips) does not divide 14 attention heads; "
+        "expected a slice whose chips divide the heads, got 'v6e 2x2'",
+        [(f"{NS}:tpu_pools.one", {"topology": "1x1", "zones": ["us-east5-b"]}), (f"{NS}:workloads.t", qwen_on_tpu("one"))],
+    ),
+    (
+        "a TPU vLLM server with more replicas than its pool has slices",
+        [
+            (f"{NS}:tpu_pools.one", {"topology": "1x1", "zones": ["us-east5-b"]}),
+            (f"{NS}:workloads.t", qwen_on_tpu("one") | {"replicas": 3}),
+        ],
+        f"{NS}:workloads.t.replicas: 3 replica(s) need as many slices but tpu_pools.one holds 1; expected <= 1, got 3",
+        [
+            (f"{NS}:tpu_pools.one", {"topology": "1x1", "zones": ["us-east5-b"], "slices": 3}),
+            (f"{NS}:workloads.t", qwen_on_tpu("one") | {"replicas": 3}),
+        ],
+    ),
+    (
+        "a JetStream workload without a batch size per chip",
+        [(f"{NS}:workloads.big.per_device_batch_size", None)],
+        f"{NS}:workloads.big.per_device_batch_size: jetstream-pathways needs a batch size per chip; expected a positive "
+        "integer, got nothing",
+        [(f"{NS}:workloads.big.per_device_batch_size", 1)],
     ),
     (
         "a gateway without the HTTP load balancing add-on",
