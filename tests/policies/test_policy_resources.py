@@ -493,6 +493,8 @@ CASES: list[tuple[str, str, str, Any, list[str]]] = [
         ["pod container vllm: securityContext.privileged is true"],
     ),
     ("inf-k8s-no-privileged", "lws", f"{WORKER}.hostNetwork", True, ["worker template: hostNetwork is true"]),
+    ("inf-k8s-no-privileged", "lws", f"{WORKER}.hostPID", True, ["worker template: hostPID is true"]),
+    ("inf-k8s-no-privileged", "vllm", f"{VLLM_POD}.hostIPC", True, ["pod template: hostIPC is true"]),
     (
         "inf-k8s-no-privileged",
         "vllm",

@@ -6,17 +6,24 @@ from typing import Any
 
 import pytest
 from fixtures import (
+    BUCKET,
+    BUCKET_TYPE,
     CACHE,
     CACHE_IN_ANOTHER_REGION,
     CLASS_SCALING_UP_ANYWAY,
+    CLUSTER_TYPE,
     COMPUTE_CLASS,
+    DELETE,
+    GATEWAY,
     GPU_POOL,
+    HPA,
     HPA_ON_ABSENT_TARGET,
     IAM_MEMBER,
     LWS,
     LWS_SUBGROUP_OF_TWO,
     MODELS_KEY,
     MONITORING_UNDECLARED_PORT,
+    NAMES,
     NETWORK_POLICY,
     PDB_WITHOUT_DISRUPTION,
     PLATFORM_APIS,
@@ -27,6 +34,7 @@ from fixtures import (
     VLLM_ON_ABSENT_GPU,
     VLLM_ON_GCSFUSE,
     captured,
+    k8s,
     keyed,
     messages,
     mutate,
@@ -41,7 +49,7 @@ from fixtures import (
 
 from infra import sizing
 from infra.catalog import load as load_catalog
-from infra.tooling.plan import Capture, Captured
+from infra.tooling.plan import UNKNOWN, Capture, Captured
 from infra.tooling.policy_runner import run as run_pack
 from infra.tooling.report import SYSTEM_POOL_ZONES
 from policies.registry import POLICIES
@@ -121,6 +129,16 @@ def test_gpu_limit_above_one_node_is_reported(platform: list[Captured]) -> None:
     assert stack_messages("inf-stack-workload-matches-pool", platform, vllm=vllm) == [
         "Deployment inference/gemma-9b: nvidia.com/gpu limit 4 exceeds the 2 GPUs of one node in l4x2"
     ]
+
+
+def test_a_class_that_creates_its_own_pools_needs_no_pool_in_the_stack(platform: list[Captured]) -> None:
+    """With nodePoolAutoCreation on, GKE creates the pool when the pods arrive; off, they stay Pending."""
+    untainted = mutate(TPU_POOL, "nodeConfig.taints", [])  # no longer the class's pool
+    elsewhere = mutate(COMPUTE_CLASS, "spec.priorities", [{"tpu": {"type": "tpu-v5p-slice", "topology": "2x2x1"}}])
+    for enabled, expected in ((True, 0), (False, 2)):
+        cc = mutate(elsewhere, "spec.nodePoolAutoCreation.enabled", enabled)
+        found = stack_messages("inf-stack-workload-matches-pool", platform, tpu_pool=untainted, compute_class=cc)
+        assert len(found) == expected and all("matches no node pool" in m for m in found), (enabled, found)
 
 
 def test_lws_size_tpu_limit_and_pathways_flags_follow_the_catalog(platform: list[Captured]) -> None:
@@ -216,6 +234,21 @@ def test_anywhere_cache_one_per_zone(platform: list[Captured]) -> None:
     ]
 
 
+def test_caches_of_two_buckets_share_a_zone_when_bucket_names_are_computed(platform: list[Captured]) -> None:
+    """One cache per bucket and zone: a bucket input computed from the Bucket resource still tells the buckets apart."""
+    stack = serving_stack(platform, cache=mutate(CACHE, "bucket", UNKNOWN))
+    bucket = next(r for r in stack if r.type == BUCKET_TYPE)
+    other = captured(BUCKET_TYPE, "models-b", mutate(BUCKET, "name", "acme-test-models-b"), protect=True)
+    for twin_of, expected in (
+        (other, []),
+        (bucket, ["bucket acme-test-models has 2 Anywhere Caches in us-east5-b; one per zone is allowed"]),
+    ):
+        twin = captured(
+            "gcp:storage/anywhereCache:AnywhereCache", "twin", mutate(CACHE, "bucket", UNKNOWN), deps={"bucket": [twin_of]}
+        )
+        assert messages("inf-stack-anywhere-cache-placement", *stack, other, twin) == expected
+
+
 # ------------------------------------------------------------------------------ gateway, metrics
 
 
@@ -231,6 +264,15 @@ def test_gateway_needs_the_proxy_only_subnet_and_channel(platform: list[Captured
         "cluster cluster-gke: the HTTP load balancing add-on is disabled; the GKE Gateway controller needs it",
         "cluster cluster-gke: gateway class gke-l7-rilb needs exactly one ACTIVE REGIONAL_MANAGED_PROXY subnet in us-east5 "
         "on the cluster's VPC; found 0",
+    ]
+
+
+def test_gateway_prereqs_name_every_regional_class_in_use(platform: list[Captured]) -> None:
+    external = mutate(mutate(GATEWAY, "metadata.name", "external"), "spec.gatewayClassName", "gke-l7-regional-external-managed")
+    stack = [*_without(serving_stack(platform), PROXY_ONLY_SUBNET), k8s(external)]
+    assert messages("inf-stack-inference-gateway-prereqs", *stack) == [
+        "cluster cluster-gke: gateway class gke-l7-regional-external-managed, gke-l7-rilb needs exactly one ACTIVE "
+        "REGIONAL_MANAGED_PROXY subnet in us-east5 on the cluster's VPC; found 0",
     ]
 
 
@@ -275,6 +317,35 @@ def test_hpa_custom_metric_needs_a_pod_monitoring_on_the_target(platform: list[C
     ]
 
 
+def test_hpa_on_a_leader_worker_set_reads_the_leaders_metrics(platform: list[Captured]) -> None:
+    """The LWS scale subresource selects the leaders (status.hpaPodSelector): a PodMonitoring on the workers only
+    gives the HPA no metric."""
+    lws_target = {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "name": "llama-405b"}
+    hpa = mutate(HPA, "spec.scaleTargetRef", lws_target)
+    for app, expected in (
+        ("llama-405b", []),
+        (
+            "llama-405b-worker",
+            [
+                "HPA gemma-9b: metric prometheus.googleapis.com|vllm:num_requests_waiting|gauge but no PodMonitoring scrapes "
+                "LeaderWorkerSet/llama-405b"
+            ],
+        ),
+    ):
+        pm = mutate(POD_MONITORING, "spec.selector.matchLabels.app", app)
+        assert stack_messages("inf-stack-hpa-target", platform, hpa=hpa, pod_monitoring=pm) == expected, app
+
+
+def test_an_object_without_a_namespace_is_in_the_default_namespace(platform: list[Captured]) -> None:
+    vllm = mutate(VLLM, "metadata.namespace", DELETE)
+    in_default = {"pod_monitoring": mutate(POD_MONITORING, "metadata.namespace", "default"), "vllm": vllm}
+    hpa = mutate(HPA, "metadata.namespace", "default")
+    assert stack_messages("inf-stack-hpa-target", platform, hpa=hpa, **in_default) == []
+    assert stack_messages("inf-stack-hpa-target", platform, hpa=HPA, **in_default) == [
+        "HPA gemma-9b: scaleTargetRef Deployment/gemma-9b does not exist in namespace inference"
+    ]
+
+
 def test_pdb_and_network_policy(platform: list[Captured]) -> None:
     netpol = mutate(NETWORK_POLICY, "spec.podSelector", {"matchLabels": {"app": "other"}})
     assert stack_messages("inf-stack-pdb-and-netpol", platform, pdb=PDB_WITHOUT_DISRUPTION, network_policy=netpol) == [
@@ -283,6 +354,15 @@ def test_pdb_and_network_policy(platform: list[Captured]) -> None:
         f"{LWS_LABEL}: PodDisruptionBudget serving allows no voluntary disruption",
         f"{LWS_LABEL}: no NetworkPolicy selects its pods",
     ]
+
+
+def test_pdb_and_network_policy_findings_are_the_workloads(platform: list[Captured]) -> None:
+    """Each finding is attached to its workload, so excluding the workload by name drops its findings and no other."""
+    netpol = mutate(NETWORK_POLICY, "spec.podSelector", {"matchLabels": {"app": "other"}})
+    stack = serving_stack(platform, pdb=PDB_WITHOUT_DISRUPTION, network_policy=netpol)
+    every = messages("inf-stack-pdb-and-netpol", *stack)
+    excluded = messages("inf-stack-pdb-and-netpol", *stack, config={"excludeFor": ["gemma-9b"]})
+    assert excluded == [m for m in every if "gemma-9b" not in m] != every
 
 
 def test_gcsfuse_volume_needs_the_csi_driver(platform: list[Captured]) -> None:
@@ -314,6 +394,19 @@ def test_node_service_account_roles(platform: list[Captured]) -> None:
             "roles/artifactregistry.reader, roles/container.defaultNodeServiceAccount",
         )
     ]
+
+
+def test_node_service_account_roles_granted_through_a_binding_of_members(platform: list[Captured]) -> None:
+    """An IAMBinding lists the node account among its members (no single `member`)."""
+    email = next(r.inputs for r in platform if r.type == CLUSTER_TYPE)["clusterAutoscaling"]["autoProvisioningDefaults"][
+        "serviceAccount"
+    ]
+    members = ["user:ops@acme.example", f"serviceAccount:{email}"]
+    for role, expected in (("roles/editor", 1), ("roles/artifactregistry.reader", 0)):
+        inputs = {"project": "acme-inference-prod", "role": role, "members": members}
+        binding = captured("gcp:projects/iAMBinding:IAMBinding", "nodes-binding", inputs)
+        found = messages("inf-stack-node-sa-roles", *serving_stack(platform), binding)
+        assert len(found) == expected and all("nodes-binding" in m for m in found), (role, found)
 
 
 def test_node_sa_roles_are_configurable(platform: list[Captured]) -> None:
@@ -356,6 +449,24 @@ def test_cmek_bindings_for_keys_managed_in_the_stack(platform: list[Captured]) -
     )
 
 
+def test_cmek_grant_to_another_service_agent_does_not_count(platform: list[Captured]) -> None:
+    """The Cloud Storage agent must hold the grant on the bucket's key: GKE's agent on the same key does not do."""
+    stack = serving_stack(platform)
+    no_grant = messages("inf-stack-cmek-bindings", *keyed(stack))
+    for agent, expected in (("container-engine-robot", no_grant), ("gs-project-accounts", [])):
+        grant = captured(
+            "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+            "models-key-grant",
+            {
+                "cryptoKeyId": UNKNOWN,
+                "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                "member": f"serviceAccount:service-1@{agent}.iam.gserviceaccount.com",
+            },
+            deps={"cryptoKeyId": [MODELS_KEY]},
+        )
+        assert messages("inf-stack-cmek-bindings", *keyed(stack, grant), grant) == expected, agent
+
+
 def test_cmek_bindings_for_external_keys_only_on_request(platform: list[Captured]) -> None:
     stack = serving_stack(platform)
     assert messages("inf-stack-cmek-bindings", *stack) == []
@@ -376,6 +487,15 @@ def test_required_apis_once_the_stack_manages_apis(platform: list[Captured]) -> 
         "API networkservices.googleapis.com is used by kubernetes:gateway.networking.k8s.io/v1:Gateway but no "
         "gcp:projects/service:Service enables it",
     ]
+
+
+def test_required_api_findings_are_on_the_resources_that_use_them(platform: list[Captured]) -> None:
+    stack = [*serving_stack(platform), *project_services(*PLATFORM_APIS)]
+    found = violations("inf-stack-required-apis", *stack, config={"requiredApis": ["aiplatform.googleapis.com"]})
+    users = {v.message.split(" is used by ")[1].split(" ")[0]: v.resource for v in found if " is used by " in v.message}
+    assert users and all(resource.startswith(f"{type_}: ") for type_, resource in users.items()), users
+    (from_config,) = (v for v in found if "aiplatform" in v.message)
+    assert from_config.resource.startswith("pulumi:pulumi:Stack: ")  # required by config: the stack's finding
 
 
 # ----------------------------------------------------------------------------------------- cost
@@ -415,6 +535,31 @@ def test_cost_reports_unpriced_pools(platform: list[Captured]) -> None:
     assert stack_messages("inf-stack-cost-budget", platform, gpu_pool=pool) == [
         "no catalog price for g2-standard-24 in us-west9: pool l4x2 is left out of the estimate"
     ]
+
+
+def estimate(platform: list[Captured], gpu_pool: dict[str, Any] | None) -> list[str]:
+    """The cost finding against a 1 USD budget (it states the monthly estimate) with the GPU pool given, or without it."""
+    stack = serving_stack(platform, **({} if gpu_pool is None else {"gpu_pool": gpu_pool}))
+    if gpu_pool is None:
+        stack = [r for r in stack if r.name != NAMES["gpu_pool"]]
+    return messages("inf-stack-cost-budget", *stack, stack_config={"gke-inference:budget": '{"monthly_usd": 1}'})
+
+
+def fixed(**count: int) -> dict[str, Any]:
+    """The GPU pool without autoscaling, sized by these inputs."""
+    pool = mutate(GPU_POOL, "autoscaling", DELETE)
+    for key, value in count.items():
+        pool = mutate(pool, key, value)
+    return pool
+
+
+def test_cost_sizes_a_fixed_pool_by_its_initial_count_when_it_has_no_node_count(platform: list[Captured]) -> None:
+    assert estimate(platform, fixed(initialNodeCount=2)) == estimate(platform, fixed(nodeCount=2))
+    assert estimate(platform, fixed(nodeCount=2)) != estimate(platform, fixed(nodeCount=1))
+
+
+def test_cost_of_a_pool_scaled_to_zero_is_nothing(platform: list[Captured]) -> None:
+    assert estimate(platform, fixed(nodeCount=0)) == estimate(platform, None) != estimate(platform, fixed(nodeCount=1))
 
 
 def test_stack_findings_on_excluded_resources_are_dropped(platform: list[Captured]) -> None:
