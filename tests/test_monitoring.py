@@ -14,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import BASE, STACKS, mutate
-from gateway_helpers import EXTERNAL, SHIPPED, VARIANT, Items, objects, of_kind
+from gateway_helpers import EXTERNAL, SHIPPED, VARIANT, Items, objects, of_kind, pod_templates
 
 from components.load_test import PREFIX_ROLES, account_name
 from infra.catalog import Catalog
@@ -362,3 +362,42 @@ def test_a_dashboard_metric_is_charted_for_the_engines_that_export_it(catalog: C
     for (name, _), series in charted.items():
         assert series.metric_type in mon.engine_types(cfg.workloads[name].config.engine)
         assert series.aligner == "ALIGN_RATE" and series.metric_type.endswith("/counter")
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_each_load_test_tokenizes_with_the_weights_its_server_loads(
+    gateway_stacks: dict[str, tuple[StackConfig, Items]], env: str
+) -> None:
+    """inference-perf generates prompts to token lengths with its tokenizer: it must be the repository whose weights
+    the server mounts (the README's layout, gs://<bucket>/hf/<Hugging Face id>/), or the lengths it reports are not
+    the server's."""
+    cfg, items = gateway_stacks[env]
+    objs = objects(items)
+    checked = 0
+    for name, workload in load_tests.tested(cfg).items():
+        ns = workload.config.namespace
+        config = yaml.safe_load(objs[("ConfigMap", ns, account_name(name))]["data"]["config.yml"])
+        mounted = {
+            opt.removeprefix("only-dir=")
+            for v in pod_templates(objs, ns)[name]["spec"]["volumes"]
+            for opt in v.get("csi", {}).get("volumeAttributes", {}).get("mountOptions", "").split(",")
+            if opt.startswith("only-dir=")
+        }
+        if mounted:  # GCS FUSE; a Hyperdisk ML claim holds the same folder's copy
+            assert mounted == {f"hf/{config['tokenizer']['pretrained_model_name_or_path']}"}
+            checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("max_context", [1024, 2048, 2049])
+def test_the_longest_load_test_request_fills_the_context_and_no_more(catalog: Catalog, max_context: int) -> None:
+    """vLLM refuses a request whose prompt and max_tokens exceed max_model_len (max_context), so the longest prompt and
+    the longest answer together stay within it; where the context, not the mix's tail, bounds them, they reach it:
+    the load test exercises the longest requests the server accepts."""
+    raw = mutate(mutate(BASE, *GATEWAY_ON[0]), f"{NS}:workloads.small.max_context", max_context)
+    cfg = load_config(raw, stack="t")
+    workload = cfg.workloads["small"]
+    plan = load_tests.load_plan(cfg.sections.monitoring.load_test, catalog, workload)
+    data = load_tests.perf_config(cfg, workload, plan, "http://gateway").to_dict()["data"]
+    longest = data["input_distribution"]["max"] + data["output_distribution"]["max"]
+    assert max_context - 1 <= longest <= max_context
