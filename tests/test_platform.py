@@ -388,3 +388,35 @@ def test_every_lookup_goes_through_the_layers_own_gcp_provider(tmp_path: Path) -
         for token, provider in recorded:
             assert provider.rsplit("::", 1)[0] in gcp_providers, (token, provider)
     assert "gcp:container/getCluster:getCluster" in {token for recorded in calls.values() for token, _ in recorded}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_cluster_allocates_pods_and_services_from_its_subnets_ranges(
+    plans: dict[str, list[dict[str, Any]]], env: str
+) -> None:
+    """A VPC-native cluster names the secondary ranges of its subnetwork it takes pod and service IPs from: a name the
+    subnetwork lacks fails the create call."""
+    [cluster] = of_type(plans[env], "gcp:container/cluster:Cluster")
+    subnets = {s["inputs"]["name"]: s["inputs"] for s in of_type(plans[env], "gcp:compute/subnetwork:Subnetwork")}
+    ranges = {r["rangeName"] for r in subnets[cluster["inputs"]["subnetwork"]].get("secondaryIpRanges", [])}
+    policy = cluster["inputs"]["ipAllocationPolicy"]
+    used = {policy.get("clusterSecondaryRangeName"), policy.get("servicesSecondaryRangeName")}
+    assert len(used) == 2 and used <= ranges
+
+
+GCP_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+"""https://cloud.google.com/resource-manager/docs/labels-overview#requirements: lowercase letters, digits, _ and -."""
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_gcp_label_key_is_one_gcp_accepts(plans: dict[str, list[dict[str, Any]]], env: str) -> None:
+    """The providers' default labels land on every GCP resource: one key GCP refuses fails every create call."""
+    providers = of_type(plans[env], "pulumi:providers:gcp")
+    assert providers
+    for r in plans[env]:
+        if r["type"] == "pulumi:providers:gcp" or r["type"].startswith("gcp:"):
+            for field in ("defaultLabels", "labels", "resourceLabels", "userLabels"):
+                labels = r["inputs"].get(field) or {}
+                labels = json.loads(labels) if isinstance(labels, str) else labels
+                assert all(GCP_LABEL_KEY.fullmatch(k) for k in labels), (r["urn"], labels)
+    assert all(p["inputs"].get("defaultLabels") for p in providers)
