@@ -4,6 +4,7 @@ config, each load test calls its own model's route, and bad input stops the plan
 from __future__ import annotations
 
 import json
+import operator
 import re
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import BASE, STACKS, mutate
-from gateway_helpers import SHIPPED, Items, objects, of_kind
+from gateway_helpers import EXTERNAL, SHIPPED, VARIANT, Items, objects, of_kind, pod_templates
 
 from components.load_test import PREFIX_ROLES, account_name
 from infra.catalog import Catalog
@@ -236,3 +237,167 @@ def test_a_refused_plan_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"{NS}:monitoring.notification_channels" in result.output
     assert not (tmp_path / "out").exists()
+
+
+# Every label a filter may name, per monitored resource type, as Cloud Monitoring's list of monitored resources
+# documents them (https://cloud.google.com/monitoring/api/resources): a filter on a label the resource lacks matches
+# no series, so its chart stays empty and its alert never fires. Managed Service for Prometheus writes every scraped
+# series on prometheus_target (https://cloud.google.com/stackdriver/docs/managed-prometheus/query-cm).
+RESOURCE_LABELS = {
+    "prometheus_target": {"project_id", "location", "cluster", "namespace", "job", "instance"},
+    "k8s_container": {"project_id", "location", "cluster_name", "namespace_name", "pod_name", "container_name"},
+    **{
+        lb: {
+            "project_id", "network_name", "region", "forwarding_rule_name", "target_proxy_name", "url_map_name",
+            "matched_url_path_rule", "backend_target_name", "backend_target_type", "backend_name", "backend_type",
+            "backend_scope", "backend_scope_type",
+        }
+        for lb in ("internal_http_lb_rule", "http_external_regional_lb_rule")
+    },
+}  # fmt: skip
+FILTER = re.compile(rf"{TERM.pattern}(?: {TERM.pattern})*")
+
+
+@pytest.mark.parametrize("env", [*SHIPPED, EXTERNAL, VARIANT])
+def test_every_filter_names_only_labels_its_resource_type_has(
+    gateway_stacks: dict[str, tuple[StackConfig, Items]], env: str
+) -> None:
+    """Each filter is a conjunction of well-formed terms, on a documented resource type (the one Managed Prometheus
+    writes a Prometheus metric on), naming only that type's resource labels."""
+    _, items = gateway_stacks[env]
+    types = set()
+    for flt in filters(items):
+        assert FILTER.fullmatch(flt), flt
+        t = terms(flt)
+        resource = t["resource.type"]
+        types.add(resource)
+        assert resource in RESOURCE_LABELS, flt
+        assert (resource == "prometheus_target") == t["metric.type"].startswith(f"{PROMETHEUS}/"), flt
+        assert {k.removeprefix("resource.") for k in t if k.startswith("resource.")} - {"type"} <= RESOURCE_LABELS[resource], flt
+    assert {"prometheus_target", "k8s_container"} <= types and types & {"internal_http_lb_rule", "http_external_regional_lb_rule"}
+
+
+def conditions(items: Items) -> list[dict[str, Any]]:
+    return [c["conditionThreshold"] for r in items if r["type"] == ALERT for c in r["inputs"]["conditions"]]
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_the_saturation_alert_compares_what_the_hpa_does(gateway_stacks: dict[str, tuple[StackConfig, Items]], env: str) -> None:
+    """An AverageValue HPA holds the mean of its metric over the workload's pods at its target: the alert on the
+    same series must take that mean over all of them (not one pod's value) and compare it with the same target."""
+    _, items = gateway_stacks[env]
+    hpas = of_kind(objects(items), "HorizontalPodAutoscaler")
+    assert hpas
+    for hpa in hpas:
+        [metric] = hpa["spec"]["metrics"]
+        target = metric["pods"]["target"]
+        metric_type = metric["pods"]["metric"]["name"].replace("|", "/")
+        ns, name = hpa["metadata"]["namespace"], hpa["metadata"]["name"]
+        [cond] = [
+            c
+            for c in conditions(items)
+            if terms(c["filter"]) | {"resource.namespace": ns, "resource.job": name, "metric.type": metric_type}
+            == terms(c["filter"])
+        ]
+        [agg] = cond["aggregations"]
+        assert target["type"] == "AverageValue"
+        assert (agg.get("crossSeriesReducer"), agg.get("groupByFields")) == ("REDUCE_MEAN", [])
+        assert cond["thresholdValue"] == float(target["averageValue"])
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_one_unschedulable_pod_or_one_restart_fires_and_none_does_not(
+    gateway_stacks: dict[str, tuple[StackConfig, Items]], env: str
+) -> None:
+    """kube_pod_status_unschedulable is 1 per unschedulable pod and the restart count's delta 1 per restart; both are
+    summed over the workload's pods, so a sum of one must cross the threshold and a sum of zero must not."""
+    _, items = gateway_stacks[env]
+    compare = {"COMPARISON_GT": operator.gt, "COMPARISON_GE": operator.ge}
+    counts = {f"{PROMETHEUS}/kube_pod_status_unschedulable/gauge", "kubernetes.io/container/restart_count"}
+    counted = [c for c in conditions(items) if terms(c["filter"])["metric.type"] in counts]
+    assert {terms(c["filter"])["metric.type"] for c in counted} == counts
+    for c in counted:
+        assert [a["crossSeriesReducer"] for a in c["aggregations"]] == ["REDUCE_SUM"]
+        fires = compare[c["comparison"]]
+        assert fires(1, c["thresholdValue"]) and not fires(0, c["thresholdValue"]), c["filter"]
+
+
+@pytest.mark.parametrize("env", [*SHIPPED, EXTERNAL, VARIANT])
+def test_a_rate_chart_is_labelled_per_second(gateway_stacks: dict[str, tuple[StackConfig, Items]], env: str) -> None:
+    """ALIGN_RATE turns a counter into a per-second rate; a chart whose axis names a rate (`x/<time>`) must chart only
+    rates and name the second (UCUM's `s`) as its time unit."""
+    _, items = gateway_stacks[env]
+    [dashboard] = [json.loads(r["inputs"]["dashboardJson"]) for r in items if r["type"] == DASHBOARD]
+    rates = 0
+    for tile in dashboard["mosaicLayout"]["tiles"]:
+        chart = tile["widget"].get("xyChart")
+        if chart and "/" in chart["yAxis"]["label"]:
+            rates += 1
+            aligners = {d["timeSeriesQuery"]["timeSeriesFilter"]["aggregation"]["perSeriesAligner"] for d in chart["dataSets"]}
+            assert chart["yAxis"]["label"].rpartition("/")[2] == "s" and aligners == {"ALIGN_RATE"}, tile["widget"]["title"]
+    assert rates >= 3  # the gateway's requests and 5xx, a token rate at least
+
+
+def test_a_dashboard_metric_is_charted_for_the_engines_that_export_it(catalog: Catalog) -> None:
+    """`dashboard_metrics` may name metrics of several engines: each workload charts those its own engine exports, as
+    that engine stores them (a counter as a per-second rate), and skips the others."""
+    mon = load_monitoring()
+    extras = ["vllm:prompt_tokens_total", "jetstream_request_success_count_total"]
+    cfg = load_config(mutate(BASE, f"{NS}:monitoring.dashboard_metrics", extras), stack="t")
+    charted = {}
+    for name, w in serving_monitoring.servers(cfg).items():
+        section = serving_monitoring.workload_section(cfg, catalog, mon, w)
+        for chart in section.charts:
+            for extra in extras:
+                if chart.title == f"{name}: {extra}":
+                    [series] = chart.series
+                    charted[name, extra] = series
+    assert set(charted) == {
+        (n, e)
+        for n, w in cfg.workloads.items()
+        for e in extras
+        if any(t.split("/")[1] == e for t in mon.engine_types(w.config.engine))
+    }
+    assert len(charted) == 2 and {w for w, _ in charted} == {"big", "small"}
+    for (name, _), series in charted.items():
+        assert series.metric_type in mon.engine_types(cfg.workloads[name].config.engine)
+        assert series.aligner == "ALIGN_RATE" and series.metric_type.endswith("/counter")
+
+
+@pytest.mark.parametrize("env", SHIPPED)
+def test_each_load_test_tokenizes_with_the_weights_its_server_loads(
+    gateway_stacks: dict[str, tuple[StackConfig, Items]], env: str
+) -> None:
+    """inference-perf generates prompts to token lengths with its tokenizer: it must be the repository whose weights
+    the server mounts (the README's layout, gs://<bucket>/hf/<Hugging Face id>/), or the lengths it reports are not
+    the server's."""
+    cfg, items = gateway_stacks[env]
+    objs = objects(items)
+    checked = 0
+    for name, workload in load_tests.tested(cfg).items():
+        ns = workload.config.namespace
+        config = yaml.safe_load(objs[("ConfigMap", ns, account_name(name))]["data"]["config.yml"])
+        mounted = {
+            opt.removeprefix("only-dir=")
+            for v in pod_templates(objs, ns)[name]["spec"]["volumes"]
+            for opt in v.get("csi", {}).get("volumeAttributes", {}).get("mountOptions", "").split(",")
+            if opt.startswith("only-dir=")
+        }
+        if mounted:  # GCS FUSE; a Hyperdisk ML claim holds the same folder's copy
+            assert mounted == {f"hf/{config['tokenizer']['pretrained_model_name_or_path']}"}
+            checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("max_context", [1024, 2048, 2049])
+def test_the_longest_load_test_request_fills_the_context_and_no_more(catalog: Catalog, max_context: int) -> None:
+    """vLLM refuses a request whose prompt and max_tokens exceed max_model_len (max_context), so the longest prompt and
+    the longest answer together stay within it; where the context, not the mix's tail, bounds them, they reach it:
+    the load test exercises the longest requests the server accepts."""
+    raw = mutate(mutate(BASE, *GATEWAY_ON[0]), f"{NS}:workloads.small.max_context", max_context)
+    cfg = load_config(raw, stack="t")
+    workload = cfg.workloads["small"]
+    plan = load_tests.load_plan(cfg.sections.monitoring.load_test, catalog, workload)
+    data = load_tests.perf_config(cfg, workload, plan, "http://gateway").to_dict()["data"]
+    longest = data["input_distribution"]["max"] + data["output_distribution"]["max"]
+    assert max_context - 1 <= longest <= max_context

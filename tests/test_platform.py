@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import BASE, ENVIRONMENTS, REPO, STACKS, mutate
+from pulumi.runtime import mocks
 
 from components.compute_class import compute_class_spec
 from components.identity import workload_principal
@@ -22,7 +23,15 @@ from infra.names import node_account_id, pathways_account_id, scratch_bucket_nam
 from infra.platform.composition import compute_class_args, tpu_node_pool_names
 from infra.serving import load_tests
 from infra.tooling.cli import main
-from infra.tooling.plan import FAKE_CA_CERTIFICATE, FAKE_PROJECT_NUMBER, StackFile, run
+from infra.tooling.plan import (
+    FAKE_CA_CERTIFICATE,
+    FAKE_PROJECT_NUMBER,
+    CapturingMonitor,
+    FakeCloud,
+    StackFile,
+    execute_both,
+    run,
+)
 
 NODE_POOL = "gcp:container/nodePool:NodePool"
 
@@ -341,3 +350,73 @@ def test_node_account_ids_are_valid_and_distinct(prefix: str) -> None:
     assert pathways.endswith("-pathways") and pathways != general
     if len(f"{prefix}-pathways") <= 30:
         assert pathways == f"{prefix}-pathways"
+
+
+class InvokeRecorder(mocks.Mocks):
+    """The plan's fake cloud, recording each data-source lookup's function and the provider it went through."""
+
+    def __init__(self, fake: FakeCloud, calls: list[tuple[str, str]]):
+        self.fake, self.calls = fake, calls
+
+    def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        return self.fake.new_resource(args)
+
+    def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        self.calls.append((args.token, args.provider))
+        return self.fake.call(args)
+
+
+def test_every_lookup_goes_through_the_layers_own_gcp_provider(tmp_path: Path) -> None:
+    """A lookup without the explicit provider uses an ambient default one, whose project is whatever the machine's
+    gcloud says: an existing cluster must be looked up in the stack's project, through the provider its resources use."""
+    raw = mutate(BASE, "gke-inference:cluster.existing", {"name": "shared-gke", "location": "us-east5"})
+    raw = mutate(
+        raw,
+        "gke-inference:network.existing",
+        {"network": "shared-vpc", "subnetwork": "gke-nodes", "pods_range_name": "pods", "services_range_name": "svc"},
+    )
+    path = tmp_path / "Pulumi.existing.yaml"
+    path.write_text(yaml.safe_dump({"config": raw}))
+    calls: dict[int, list[tuple[str, str]]] = {}
+
+    def monitor(fake: FakeCloud) -> CapturingMonitor:
+        return CapturingMonitor(InvokeRecorder(fake, calls.setdefault(len(calls), [])))
+
+    layers = execute_both(StackFile.read(path), monitor=monitor)
+    for layer, recorded in zip(layers, calls.values(), strict=True):
+        gcp_providers = {r.urn for r in layer.captured if r.type == "pulumi:providers:gcp"}
+        for token, provider in recorded:
+            assert provider.rsplit("::", 1)[0] in gcp_providers, (token, provider)
+    assert "gcp:container/getCluster:getCluster" in {token for recorded in calls.values() for token, _ in recorded}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_cluster_allocates_pods_and_services_from_its_subnets_ranges(
+    plans: dict[str, list[dict[str, Any]]], env: str
+) -> None:
+    """A VPC-native cluster names the secondary ranges of its subnetwork it takes pod and service IPs from: a name the
+    subnetwork lacks fails the create call."""
+    [cluster] = of_type(plans[env], "gcp:container/cluster:Cluster")
+    subnets = {s["inputs"]["name"]: s["inputs"] for s in of_type(plans[env], "gcp:compute/subnetwork:Subnetwork")}
+    ranges = {r["rangeName"] for r in subnets[cluster["inputs"]["subnetwork"]].get("secondaryIpRanges", [])}
+    policy = cluster["inputs"]["ipAllocationPolicy"]
+    used = {policy.get("clusterSecondaryRangeName"), policy.get("servicesSecondaryRangeName")}
+    assert len(used) == 2 and used <= ranges
+
+
+GCP_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+"""https://cloud.google.com/resource-manager/docs/labels-overview#requirements: lowercase letters, digits, _ and -."""
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_gcp_label_key_is_one_gcp_accepts(plans: dict[str, list[dict[str, Any]]], env: str) -> None:
+    """The providers' default labels land on every GCP resource: one key GCP refuses fails every create call."""
+    providers = of_type(plans[env], "pulumi:providers:gcp")
+    assert providers
+    for r in plans[env]:
+        if r["type"] == "pulumi:providers:gcp" or r["type"].startswith("gcp:"):
+            for field in ("defaultLabels", "labels", "resourceLabels", "userLabels"):
+                labels = r["inputs"].get(field) or {}
+                labels = json.loads(labels) if isinstance(labels, str) else labels
+                assert all(GCP_LABEL_KEY.fullmatch(k) for k in labels), (r["urn"], labels)
+    assert all(p["inputs"].get("defaultLabels") for p in providers)

@@ -48,6 +48,7 @@ from infra.catalog import load as load_catalog
 from infra.config import load_config
 from infra.config.schema import RATE_TARGET_SHARE
 from infra.serving.common import hpa_target
+from infra.serving.models import engine_flags
 from infra.simulate.capacity import replica_capacity
 from infra.simulate.engine import metric_kind
 
@@ -129,6 +130,25 @@ def test_engine_flags_are_vllm_0_33_options_and_match_the_layout(stacks: dict[st
     assert max_len == c.max_context <= w.model.context_length
     assert (quantization == "fp8") == (c.weight_dtype == "fp8")
     assert (kv == "fp8") == (c.kv_cache_dtype == "fp8")
+
+
+# The values vLLM 0.33.0 accepts (its wheel): --dtype is vllm/config/model.py's ModelDType, --kv-cache-dtype a
+# CacheDType of vllm/config/cache.py (the fp8 and 16-bit ones this repo can ask for); --quantization "fp8" is Fp8Config
+# in vllm/model_executor/layers/quantization/__init__.py.
+VLLM_0_33_DTYPES = frozenset({"auto", "half", "float16", "bfloat16", "float", "float32"})
+VLLM_0_33_KV_CACHE_DTYPES = frozenset({"auto", "float16", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"})
+
+
+@pytest.mark.parametrize("weights", ["bf16", "fp8"])
+@pytest.mark.parametrize("kv", ["bf16", "fp8"])
+def test_engine_flag_values_are_vllm_0_33_choices_and_follow_the_dtypes(weights: str, kv: str) -> None:
+    """Each dtype flag's value is one vLLM accepts (an unknown one stops `vllm serve` at argument parsing); fp8 weights
+    are quantized by the engine, else the memory the sizing counted (one byte a weight) is not what the pods use."""
+    raw = mutate(mutate(BASE, f"{NS}:workloads.small.weight_dtype", weights), f"{NS}:workloads.small.kv_cache_dtype", kv)
+    opts = options(engine_flags(load_config(raw, stack="t").workloads["small"]).args())
+    assert opts["--dtype"] in VLLM_0_33_DTYPES and opts["--kv-cache-dtype"] in VLLM_0_33_KV_CACHE_DTYPES
+    assert opts.get("--quantization") == ("fp8" if weights == "fp8" else None)
+    assert (opts["--kv-cache-dtype"] == "fp8") == (kv == "fp8")
 
 
 # ------------------------------------------------------------------------------------------------ 2. GPU strategies
