@@ -35,7 +35,6 @@ CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 SERVICE = "kubernetes:core/v1:Service"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 API_SERVICE = "kubernetes:apiregistration.k8s.io/v1:APIService"
-RBAC = "kubernetes:rbac.authorization.k8s.io/v1:"
 
 
 def of_type(items: Items, type_: str) -> list[dict[str, Any]]:
