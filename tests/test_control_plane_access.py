@@ -149,6 +149,18 @@ def test_both_kubernetes_providers_use_the_platforms_kubeconfig_of_the_dns_endpo
         assert clear(monitor.providers["k8s"]["kubeconfig"]) == outputs["kubeconfig"]
 
 
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_the_kubeconfig_names_the_cluster_it_talks_to(
+    env: str, runs: dict[str, tuple[ProviderInputsMonitor, ProviderInputsMonitor]]
+) -> None:
+    """`kubectl config get-contexts` and the auth plugin's messages show which cluster a context is: the platform's."""
+    platform, _ = runs[env]
+    name = cluster_inputs(platform)["name"]
+    config = yaml.safe_load(platform.stack_outputs["kubeconfig"])
+    assert [c["name"] for c in config["clusters"]] == [c["context"]["cluster"] for c in config["contexts"]] == [name]
+    assert config["current-context"] == name
+
+
 def test_an_existing_cluster_exports_its_dns_endpoint(tmp_path: Path) -> None:
     raw = yaml.safe_load((STACKS / "Pulumi.dev.yaml").read_text())["config"]
     raw = mutate(raw, f"{NS}:cluster.existing", {"name": "shared", "location": "us-east5"})
