@@ -43,6 +43,12 @@ def _shielded(args: ResourceValidationArgs, cfg: Config) -> Iterator[str]:
     if args.resource_type == CLUSTER:
         if get(args.props, "enableShieldedNodes") is False:
             yield "enableShieldedNodes is false"
+        if get(args.props, "clusterAutoscaling.enabled") is True:  # node auto-provisioning creates pools of its own
+            nap = "clusterAutoscaling.autoProvisioningDefaults.shieldedInstanceConfig"
+            if get(args.props, f"{nap}.enableSecureBoot") is not True:
+                yield f"{nap}.enableSecureBoot is not true (auto-provisioned nodes boot unverified)"
+            if get(args.props, f"{nap}.enableIntegrityMonitoring") is False:
+                yield f"{nap}.enableIntegrityMonitoring is false"
         return
     if get(args.props, "nodeConfig.shieldedInstanceConfig.enableSecureBoot") is not True:
         yield "nodeConfig.shieldedInstanceConfig.enableSecureBoot is not true"
@@ -214,10 +220,11 @@ POLICIES = [
     resource_policy(
         Meta(
             "inf-gke-shielded-nodes",
-            "Clusters use Shielded GKE nodes; every pool has Secure Boot and integrity monitoring.",
+            "Clusters use Shielded GKE nodes; every pool, and every pool node auto-provisioning creates, has Secure Boot "
+            "and integrity monitoring.",
             Severity.HIGH,
-            "Keep enable_shielded_nodes and the pool's shielded_instance_config (secure boot, integrity monitoring) on; "
-            "components.cluster.secure_node_config sets them.",
+            "Keep enable_shielded_nodes, the pool's shielded_instance_config and node auto-provisioning's defaults "
+            "(secure boot, integrity monitoring) on; components.cluster.secure_node_config and Cluster._autoscaling set them.",
             cis="5.5.5",
         ),
         [CLUSTER, NODE_POOL],

@@ -131,6 +131,25 @@ CASES: list[tuple[str, str, str, Any, list[str]]] = [
     ),
     (
         "inf-gke-shielded-nodes",
+        "cluster",
+        "clusterAutoscaling.autoProvisioningDefaults.shieldedInstanceConfig.enableSecureBoot",
+        DELETE,
+        [
+            "clusterAutoscaling.autoProvisioningDefaults.shieldedInstanceConfig.enableSecureBoot is not true "
+            "(auto-provisioned nodes boot unverified)"
+        ],
+    ),
+    (
+        "inf-gke-shielded-nodes",
+        "cluster",
+        "clusterAutoscaling.autoProvisioningDefaults.shieldedInstanceConfig.enableIntegrityMonitoring",
+        False,
+        ["clusterAutoscaling.autoProvisioningDefaults.shieldedInstanceConfig.enableIntegrityMonitoring is false"],
+    ),
+    # Without node auto-provisioning its defaults create no node: nothing to shield.
+    ("inf-gke-shielded-nodes", "cluster", "clusterAutoscaling", {"enabled": False}, []),
+    (
+        "inf-gke-shielded-nodes",
         "gpu_pool",
         "nodeConfig.shieldedInstanceConfig.enableIntegrityMonitoring",
         False,
