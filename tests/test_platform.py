@@ -288,7 +288,8 @@ def test_rendered_compute_classes_match_the_upstream_schema(tmp_path: Path) -> N
             jsonschema.validate(broken, schema)
 
 
-def test_existing_cluster_and_vpc_create_neither(tmp_path: Path) -> None:
+def existing_cluster_and_vpc(tmp_path: Path) -> Path:
+    """A stack file of the base stack that brings its own cluster and VPC instead of creating them."""
     raw = mutate(BASE, "gke-inference:cluster.existing", {"name": "shared-gke", "location": "us-east5"})
     raw = mutate(
         raw,
@@ -297,6 +298,11 @@ def test_existing_cluster_and_vpc_create_neither(tmp_path: Path) -> None:
     )
     path = tmp_path / "Pulumi.existing.yaml"
     path.write_text(yaml.safe_dump({"config": raw}))
+    return path
+
+
+def test_existing_cluster_and_vpc_create_neither(tmp_path: Path) -> None:
+    path = existing_cluster_and_vpc(tmp_path)
     capture = run(StackFile.read(path))
     items = [r.as_json() for r in capture.resources]
     types = {r["type"] for r in items}
@@ -369,14 +375,7 @@ class InvokeRecorder(mocks.Mocks):
 def test_every_lookup_goes_through_the_layers_own_gcp_provider(tmp_path: Path) -> None:
     """A lookup without the explicit provider uses an ambient default one, whose project is whatever the machine's
     gcloud says: an existing cluster must be looked up in the stack's project, through the provider its resources use."""
-    raw = mutate(BASE, "gke-inference:cluster.existing", {"name": "shared-gke", "location": "us-east5"})
-    raw = mutate(
-        raw,
-        "gke-inference:network.existing",
-        {"network": "shared-vpc", "subnetwork": "gke-nodes", "pods_range_name": "pods", "services_range_name": "svc"},
-    )
-    path = tmp_path / "Pulumi.existing.yaml"
-    path.write_text(yaml.safe_dump({"config": raw}))
+    path = existing_cluster_and_vpc(tmp_path)
     calls: dict[int, list[tuple[str, str]]] = {}
 
     def monitor(fake: FakeCloud) -> CapturingMonitor:
